@@ -1,0 +1,465 @@
+// Package config owns Relais's configuration: the YAML schema, its defaults
+// (the ones that make a first run work with no file at all) and its
+// validation. An invalid configuration fails at start with a message that
+// names the offending key, so an admin never has to guess.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of a Relais node.
+type Config struct {
+	// AETitle is this node's Application Entity title.
+	AETitle string `yaml:"ae_title"`
+	// DataDir holds the index, the journal and (by default) the blobs.
+	DataDir string `yaml:"data_dir"`
+	// Listen holds the addresses of the listeners.
+	Listen Listen `yaml:"listen"`
+	// Limits bounds what a peer can make Relais do.
+	Limits Limits `yaml:"limits"`
+	// DICOM holds the association policy.
+	DICOM DICOM `yaml:"dicom"`
+	// RemoteAEs are the DICOM nodes Relais knows by name (C-MOVE destinations, routing).
+	RemoteAEs []RemoteAE `yaml:"remote_aes"`
+	// Storage selects the index and blob backends.
+	Storage Storage `yaml:"storage"`
+	// Log configures structured logging.
+	Log Log `yaml:"log"`
+}
+
+// Listen holds listener addresses.
+type Listen struct {
+	DICOM string `yaml:"dicom"`
+	HTTP  string `yaml:"http"`
+}
+
+// Limits bounds resources a peer can consume.
+type Limits struct {
+	MaxPDULength    uint32   `yaml:"max_pdu_length"`
+	MaxValueLength  uint32   `yaml:"max_value_length"`
+	MaxDatasetSize  ByteSize `yaml:"max_dataset_size"`
+	MaxAssociations int      `yaml:"max_associations"`
+	ARTIMTimeout    Duration `yaml:"artim_timeout"`
+	IdleTimeout     Duration `yaml:"idle_timeout"`
+}
+
+// DICOM holds the association acceptance policy.
+type DICOM struct {
+	// TransferSyntaxes lists accepted transfer syntaxes in preference order.
+	// Empty means the built-in list (uncompressed first, then every common
+	// compressed syntax, stored exactly as received).
+	TransferSyntaxes []string `yaml:"transfer_syntaxes"`
+	// AcceptAnyCalledAE accepts associations whatever the called AE title.
+	AcceptAnyCalledAE bool `yaml:"accept_any_called_ae"`
+	// AllowedCallers, when non-empty, is the exhaustive list of calling AEs
+	// (with the hosts they may come from) allowed to associate.
+	AllowedCallers []Caller `yaml:"allowed_callers"`
+	// DuplicatePolicy says what happens when a SOP Instance UID arrives twice:
+	// "keep-first" (default), "replace" or "reject".
+	DuplicatePolicy string `yaml:"duplicate_policy"`
+}
+
+// Caller is an allowed calling AE.
+type Caller struct {
+	AE string `yaml:"ae"`
+	// Hosts are IP addresses, CIDR ranges or host names the AE may call
+	// from. Empty means any host.
+	Hosts []string `yaml:"hosts"`
+}
+
+// RemoteAE is a DICOM peer known by name.
+type RemoteAE struct {
+	Name string `yaml:"name"`
+	AE   string `yaml:"ae"`
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+}
+
+// Storage selects backends.
+type Storage struct {
+	Blobs Blobs `yaml:"blobs"`
+}
+
+// Blobs selects the blob backend.
+type Blobs struct {
+	Backend string `yaml:"backend"` // "fs" (default) or "s3"
+	FS      FSBlob `yaml:"fs"`
+	S3      S3Blob `yaml:"s3"`
+}
+
+// FSBlob configures the filesystem blob store.
+type FSBlob struct {
+	Dir string `yaml:"dir"` // default DataDir/blobs
+}
+
+// S3Blob configures the S3 blob store. Secrets never sit in the file: they
+// come from the environment variables or files named here.
+type S3Blob struct {
+	Endpoint      string `yaml:"endpoint"`
+	Bucket        string `yaml:"bucket"`
+	Region        string `yaml:"region"`
+	Secure        bool   `yaml:"secure"`
+	Prefix        string `yaml:"prefix"`
+	AccessKeyEnv  string `yaml:"access_key_env"`
+	SecretKeyEnv  string `yaml:"secret_key_env"`
+	AccessKeyFile string `yaml:"access_key_file"`
+	SecretKeyFile string `yaml:"secret_key_file"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Duplicate policies.
+const (
+	DuplicateKeepFirst = "keep-first"
+	DuplicateReplace   = "replace"
+	DuplicateReject    = "reject"
+)
+
+// Default returns the embedded defaults: the configuration of a first run.
+func Default() *Config {
+	return &Config{
+		AETitle: "RELAIS",
+		DataDir: "./relais-data",
+		Listen:  Listen{DICOM: ":11112", HTTP: ":8080"},
+		Limits: Limits{
+			MaxPDULength:    1 << 20,
+			MaxValueLength:  0xFFFFFFFE,
+			MaxAssociations: 64,
+			ARTIMTimeout:    Duration(30 * time.Second),
+			IdleTimeout:     Duration(5 * time.Minute),
+		},
+		DICOM:   DICOM{DuplicatePolicy: DuplicateKeepFirst},
+		Storage: Storage{Blobs: Blobs{Backend: "fs", S3: S3Blob{Region: "us-east-1", AccessKeyEnv: "RELAIS_S3_ACCESS_KEY", SecretKeyEnv: "RELAIS_S3_SECRET_KEY"}}},
+		Log:     Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads a YAML file over the defaults and validates the result.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(b)
+}
+
+// Parse decodes YAML over the defaults and validates the result. Unknown
+// keys are errors: a typo must not silently fall back to a default.
+func Parse(b []byte) (*Config, error) {
+	c := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if key := keyAtLine(b, msg); key != "" {
+			return nil, &KeyError{Key: key, Msg: msg}
+		}
+		return nil, fmt.Errorf("config: %s", msg)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var lineRE = regexp.MustCompile(`line (\d+)`)
+
+// keyAtLine finds the dotted key path of the first scalar value on the line
+// a YAML error names, so that errors raised by custom unmarshalers (which do
+// not know their key) still name it.
+func keyAtLine(src []byte, msg string) string {
+	m := lineRE.FindStringSubmatch(msg)
+	if m == nil {
+		return ""
+	}
+	line, _ := strconv.Atoi(m[1])
+	var root yaml.Node
+	if yaml.Unmarshal(src, &root) != nil {
+		return ""
+	}
+	var walk func(n *yaml.Node, path string) string
+	walk = func(n *yaml.Node, path string) string {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if k := walk(c, path); k != "" {
+					return k
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				if v.Kind == yaml.ScalarNode && v.Line == line {
+					return p
+				}
+				if r := walk(v, p); r != "" {
+					return r
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				if r := walk(c, fmt.Sprintf("%s[%d]", path, i)); r != "" {
+					return r
+				}
+			}
+		}
+		return ""
+	}
+	return walk(&root, "")
+}
+
+// KeyError names the configuration key that is wrong.
+type KeyError struct {
+	Key string
+	Msg string
+}
+
+func (e *KeyError) Error() string { return fmt.Sprintf("config: %s: %s", e.Key, e.Msg) }
+
+// Validate checks every key and returns the first error, naming its key.
+func (c *Config) Validate() error {
+	bad := func(key, format string, a ...any) error {
+		return &KeyError{Key: key, Msg: fmt.Sprintf(format, a...)}
+	}
+	if err := ValidAETitle(c.AETitle); err != nil {
+		return bad("ae_title", "%v", err)
+	}
+	if c.DataDir == "" {
+		return bad("data_dir", "must not be empty")
+	}
+	if err := validAddr(c.Listen.DICOM); err != nil {
+		return bad("listen.dicom", "%v", err)
+	}
+	if c.Listen.HTTP != "" {
+		if err := validAddr(c.Listen.HTTP); err != nil {
+			return bad("listen.http", "%v", err)
+		}
+	}
+	if c.Limits.MaxPDULength < 4096 || c.Limits.MaxPDULength > 64<<20 {
+		return bad("limits.max_pdu_length", "%d outside 4096..67108864", c.Limits.MaxPDULength)
+	}
+	if c.Limits.MaxValueLength < 1024 {
+		return bad("limits.max_value_length", "%d is below 1024", c.Limits.MaxValueLength)
+	}
+	if c.Limits.MaxAssociations < 1 {
+		return bad("limits.max_associations", "must be at least 1")
+	}
+	if c.Limits.ARTIMTimeout <= 0 {
+		return bad("limits.artim_timeout", "must be positive")
+	}
+	if c.Limits.IdleTimeout <= 0 {
+		return bad("limits.idle_timeout", "must be positive")
+	}
+	if c.Limits.MaxDatasetSize < 0 {
+		return bad("limits.max_dataset_size", "must not be negative")
+	}
+	for i, ts := range c.DICOM.TransferSyntaxes {
+		if !validUID(ts) {
+			return bad(fmt.Sprintf("dicom.transfer_syntaxes[%d]", i), "%q is not a UID", ts)
+		}
+	}
+	switch c.DICOM.DuplicatePolicy {
+	case DuplicateKeepFirst, DuplicateReplace, DuplicateReject:
+	default:
+		return bad("dicom.duplicate_policy", "%q is not one of keep-first, replace, reject", c.DICOM.DuplicatePolicy)
+	}
+	for i, cl := range c.DICOM.AllowedCallers {
+		key := fmt.Sprintf("dicom.allowed_callers[%d]", i)
+		if err := ValidAETitle(cl.AE); err != nil {
+			return bad(key+".ae", "%v", err)
+		}
+		for j, h := range cl.Hosts {
+			if strings.TrimSpace(h) == "" {
+				return bad(fmt.Sprintf("%s.hosts[%d]", key, j), "empty host")
+			}
+			if strings.Contains(h, "/") {
+				if _, _, err := net.ParseCIDR(h); err != nil {
+					return bad(fmt.Sprintf("%s.hosts[%d]", key, j), "%q is not a CIDR range", h)
+				}
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for i, r := range c.RemoteAEs {
+		key := fmt.Sprintf("remote_aes[%d]", i)
+		if r.Name == "" {
+			return bad(key+".name", "must not be empty")
+		}
+		if seen[r.Name] {
+			return bad(key+".name", "%q is defined twice", r.Name)
+		}
+		seen[r.Name] = true
+		if err := ValidAETitle(r.AE); err != nil {
+			return bad(key+".ae", "%v", err)
+		}
+		if r.Host == "" {
+			return bad(key+".host", "must not be empty")
+		}
+		if r.Port < 1 || r.Port > 65535 {
+			return bad(key+".port", "%d is not a TCP port", r.Port)
+		}
+	}
+	switch c.Storage.Blobs.Backend {
+	case "fs":
+	case "s3":
+		s := c.Storage.Blobs.S3
+		if s.Endpoint == "" {
+			return bad("storage.blobs.s3.endpoint", "must be set when backend is s3")
+		}
+		if s.Bucket == "" {
+			return bad("storage.blobs.s3.bucket", "must be set when backend is s3")
+		}
+	default:
+		return bad("storage.blobs.backend", "%q is not one of fs, s3", c.Storage.Blobs.Backend)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	return nil
+}
+
+// S3Credentials resolves the S3 keys from files or environment variables.
+func (s S3Blob) S3Credentials() (access, secret string, err error) {
+	read := func(file, env, what string) (string, error) {
+		if file != "" {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return "", fmt.Errorf("config: storage.blobs.s3.%s_file: %w", what, err)
+			}
+			return strings.TrimSpace(string(b)), nil
+		}
+		if env != "" {
+			if v := os.Getenv(env); v != "" {
+				return v, nil
+			}
+		}
+		return "", &KeyError{Key: "storage.blobs.s3." + what + "_env", Msg: fmt.Sprintf("no %s: set $%s or %s_file", what, env, what)}
+	}
+	if access, err = read(s.AccessKeyFile, s.AccessKeyEnv, "access_key"); err != nil {
+		return "", "", err
+	}
+	if secret, err = read(s.SecretKeyFile, s.SecretKeyEnv, "secret_key"); err != nil {
+		return "", "", err
+	}
+	return access, secret, nil
+}
+
+// ValidAETitle checks PS3.5 AE VR rules: 1 to 16 characters of the default
+// repertoire, no backslash or control characters, not all spaces.
+func ValidAETitle(ae string) error {
+	if strings.TrimSpace(ae) == "" {
+		return errors.New("AE title must not be empty")
+	}
+	if len(ae) > 16 {
+		return fmt.Errorf("AE title %q is longer than 16 characters", ae)
+	}
+	for _, r := range ae {
+		if r < 0x20 || r > 0x7e || r == '\\' {
+			return fmt.Errorf("AE title %q has a forbidden character %q", ae, r)
+		}
+	}
+	return nil
+}
+
+func validAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", a, err)
+	}
+	_ = host
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q has no valid port", a)
+	}
+	return nil
+}
+
+func validUID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if (r < '0' || r > '9') && r != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses Go duration syntax.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 30s or 5m", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes Go duration syntax.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// ByteSize is a size written as 512MiB, 2GB or a plain number of bytes.
+type ByteSize int64
+
+// UnmarshalYAML parses sizes with optional binary or decimal units.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+// ParseByteSize parses "512MiB", "2GB", "1024".
+func ParseByteSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mul    int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	mul := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			mul = u.mul
+			s = strings.TrimSpace(strings.TrimSuffix(s, u.suffix))
+			break
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%q is not a size like 512MiB", s)
+	}
+	return v * mul, nil
+}

@@ -1,0 +1,86 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultsAreValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+	c, err := Parse(nil)
+	if err != nil {
+		t.Fatalf("empty file: %v", err)
+	}
+	if c.AETitle != "RELAIS" || c.Listen.DICOM != ":11112" || c.Listen.HTTP != ":8080" {
+		t.Fatalf("unexpected defaults %+v", c)
+	}
+}
+
+func TestParseOverridesDefaults(t *testing.T) {
+	c, err := Parse([]byte(`
+ae_title: HUB
+limits: {idle_timeout: 90s, max_dataset_size: 2GiB}
+dicom:
+  allowed_callers:
+    - {ae: CT1, hosts: [127.0.0.1, 10.0.0.0/8]}
+remote_aes:
+  - {name: pacs, ae: PACS, host: 10.1.1.1, port: 104}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AETitle != "HUB" || time.Duration(c.Limits.IdleTimeout) != 90*time.Second || c.Limits.MaxDatasetSize != 2<<30 {
+		t.Fatalf("not applied: %+v", c)
+	}
+	if c.Limits.MaxPDULength != 1<<20 {
+		t.Fatalf("default lost: %d", c.Limits.MaxPDULength)
+	}
+	if len(c.DICOM.AllowedCallers) != 1 || c.RemoteAEs[0].Port != 104 {
+		t.Fatalf("lists not parsed: %+v", c)
+	}
+}
+
+func TestInvalidNamesTheKey(t *testing.T) {
+	cases := []struct{ yaml, key string }{
+		{"ae_title: THIS_AE_TITLE_IS_TOO_LONG", "ae_title"},
+		{"listen: {dicom: nowhere}", "listen.dicom"},
+		{"limits: {max_pdu_length: 12}", "limits.max_pdu_length"},
+		{"limits: {idle_timeout: soon}", "idle_timeout"},
+		{"dicom: {duplicate_policy: overwrite}", "dicom.duplicate_policy"},
+		{"dicom: {allowed_callers: [{ae: 'A\\B'}]}", "dicom.allowed_callers[0].ae"},
+		{"dicom: {allowed_callers: [{ae: CT, hosts: [10.0.0.0/99]}]}", "dicom.allowed_callers[0].hosts[0]"},
+		{"remote_aes: [{name: x, ae: X, host: h, port: 0}]", "remote_aes[0].port"},
+		{"remote_aes: [{name: x, ae: X, host: h, port: 1}, {name: x, ae: Y, host: h, port: 2}]", "remote_aes[1].name"},
+		{"storage: {blobs: {backend: s3}}", "storage.blobs.s3.endpoint"},
+		{"storage: {blobs: {backend: tape}}", "storage.blobs.backend"},
+		{"log: {level: loud}", "log.level"},
+		{"ae_titel: X", "ae_titel"},
+		{"dicom: {transfer_syntaxes: [explicit]}", "dicom.transfer_syntaxes[0]"},
+	}
+	for _, tc := range cases {
+		_, err := Parse([]byte(tc.yaml))
+		if err == nil {
+			t.Errorf("%q: accepted", tc.yaml)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: error %q does not name %q", tc.yaml, err, tc.key)
+		}
+	}
+}
+
+func TestS3CredentialsFromEnvAndFile(t *testing.T) {
+	t.Setenv("TEST_AK", "ak")
+	t.Setenv("TEST_SK", "sk")
+	a, s, err := S3Blob{AccessKeyEnv: "TEST_AK", SecretKeyEnv: "TEST_SK"}.S3Credentials()
+	if err != nil || a != "ak" || s != "sk" {
+		t.Fatalf("env: %q %q %v", a, s, err)
+	}
+	_, _, err = S3Blob{AccessKeyEnv: "TEST_NONE_SET", SecretKeyEnv: "TEST_SK"}.S3Credentials()
+	if err == nil || !strings.Contains(err.Error(), "access_key") {
+		t.Fatalf("missing key not reported: %v", err)
+	}
+}
