@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// vmHWM returns the peak resident set size (VmHWM) of pid in bytes, or -1.
+func vmHWM(pid int) int64 {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			fields := strings.Fields(rest) // "123456 kB"
+			if len(fields) >= 1 {
+				if kb, err := strconv.ParseInt(fields[0], 10, 64); err == nil {
+					return kb * 1024
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// children lists the direct children of pid (all its threads).
+func children(pid int) []int {
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
+	var out []int
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// rssSampler polls the VmHWM of a server process and of all its descendants
+// (storescp --fork runs each association in a short-lived child, which has
+// exited by the time the run ends, so its peak must be caught while it lives).
+type rssSampler struct {
+	root int
+	stop chan struct{}
+	done chan struct{}
+
+	mu       sync.Mutex
+	rootHWM  int64
+	childHWM map[int]int64 // peak seen per descendant pid
+}
+
+func startSampler(pid int, every time.Duration) *rssSampler {
+	s := &rssSampler{root: pid, stop: make(chan struct{}), done: make(chan struct{}), childHWM: map[int]int64{}}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			s.sample()
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+func (s *rssSampler) sample() {
+	root := vmHWM(s.root)
+	seen := map[int]int64{}
+	queue := children(s.root)
+	for len(queue) > 0 && len(seen) < 10000 {
+		p := queue[0]
+		queue = queue[1:]
+		if _, ok := seen[p]; ok {
+			continue
+		}
+		seen[p] = vmHWM(p)
+		queue = append(queue, children(p)...)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if root > s.rootHWM {
+		s.rootHWM = root
+	}
+	for p, v := range seen {
+		if v > s.childHWM[p] {
+			s.childHWM[p] = v
+		}
+	}
+}
+
+// finish takes a last sample and stops polling. It must be called while the
+// server is still alive.
+func (s *rssSampler) finish() {
+	close(s.stop)
+	<-s.done
+	s.sample()
+}
+
+// peak returns root+max(child) and root+sum(children) in bytes.
+func (s *rssSampler) peak() (rootPlusMax, rootPlusSum int64, nChildren int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var maxc, sum int64
+	for _, v := range s.childHWM {
+		if v > maxc {
+			maxc = v
+		}
+		if v > 0 {
+			sum += v
+		}
+	}
+	return s.rootHWM + maxc, s.rootHWM + sum, len(s.childHWM)
+}
