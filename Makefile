@@ -1,0 +1,24 @@
+# The whole test suite: vet, unit and integration tests against real peers
+# (dcmtk, versitygw), then every fuzz target for a bounded time.
+FUZZTIME ?= 20s
+GO ?= go
+
+.PHONY: test unit fuzz build bench
+
+test: unit fuzz
+
+build:
+	$(GO) build -o relais ./cmd/relais
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+fuzz:
+	$(GO) test ./dicom -run '^$$' -fuzz '^FuzzScan$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dicom -run '^$$' -fuzz '^FuzzReadFileMeta$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dimse -run '^$$' -fuzz '^FuzzReadPDU$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dimse -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME)
+
+bench:
+	$(GO) run ./bench/storebench -n 500 -runs 3

@@ -1,0 +1,159 @@
+// Package testdicom writes small, valid DICOM instances for tests: a CT
+// slice in any uncompressed syntax, with chosen identifiers, so tests own
+// their fixtures instead of shipping binary files.
+package testdicom
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+
+	"github.com/relais-health/relais/dicom"
+)
+
+// UID returns a fresh UID under the 2.25 root (PS3.5 B.2).
+func UID() string {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	return "2.25." + n.String()
+}
+
+// CT describes one CT slice.
+type CT struct {
+	PatientName, PatientID      string
+	StudyUID, SeriesUID, SOPUID string
+	StudyDescription            string
+	AccessionNumber             string
+	Charset                     string // Specific Character Set, "" for none
+	Instance                    int
+	Rows, Columns               int // default 64×64
+	TransferSyntax              string
+	SOPClassOverride            string // a different SOP Class UID in the data set
+}
+
+// Dataset encodes the slice's data set (without file meta) in its syntax.
+func (c *CT) Dataset() ([]byte, error) {
+	if c.Rows == 0 {
+		c.Rows, c.Columns = 64, 64
+	}
+	if c.TransferSyntax == "" {
+		c.TransferSyntax = dicom.ExplicitVRLittleEndian
+	}
+	ts, ok := dicom.LookupTransferSyntax(c.TransferSyntax)
+	if !ok {
+		return nil, fmt.Errorf("testdicom: unknown syntax %s", c.TransferSyntax)
+	}
+	var b bytes.Buffer
+	e := dicom.NewEncoder(&b, ts)
+	cls := dicom.CTImageStorage
+	if c.SOPClassOverride != "" {
+		cls = c.SOPClassOverride
+	}
+	var order binary.ByteOrder = binary.LittleEndian
+	if ts.BigEndian {
+		order = binary.BigEndian
+	}
+	us := func(v int) []byte { x := make([]byte, 2); order.PutUint16(x, uint16(v)); return x }
+	px := make([]byte, 2*c.Rows*c.Columns)
+	for i := 0; i < c.Rows*c.Columns; i++ {
+		order.PutUint16(px[2*i:], uint16((i*7+c.Instance*13)%4096))
+	}
+	steps := []func() error{
+		func() error {
+			if c.Charset == "" {
+				return nil
+			}
+			return e.WriteString(dicom.TagSpecificCharacterSet, "CS", c.Charset)
+		},
+		func() error { return e.WriteString(dicom.NewTag(0x0008, 0x0008), "CS", `ORIGINAL\PRIMARY\AXIAL`) },
+		func() error { return e.WriteString(dicom.TagSOPClassUID, "UI", cls) },
+		func() error { return e.WriteString(dicom.TagSOPInstanceUID, "UI", c.SOPUID) },
+		func() error { return e.WriteString(dicom.TagStudyDate, "DA", "20261123") },
+		func() error { return e.WriteString(dicom.TagStudyTime, "TM", "031500") },
+		func() error { return e.WriteString(dicom.TagAccessionNumber, "SH", c.AccessionNumber) },
+		func() error { return e.WriteString(dicom.TagModality, "CS", "CT") },
+		func() error { return e.WriteString(dicom.TagStudyDescription, "LO", c.StudyDescription) },
+		func() error { return e.WriteString(dicom.TagPatientName, "PN", c.PatientName) },
+		func() error { return e.WriteString(dicom.TagPatientID, "LO", c.PatientID) },
+		func() error { return e.WriteString(dicom.TagStudyInstanceUID, "UI", c.StudyUID) },
+		func() error { return e.WriteString(dicom.TagSeriesInstanceUID, "UI", c.SeriesUID) },
+		func() error { return e.WriteString(dicom.TagSeriesNumber, "IS", "1") },
+		func() error { return e.WriteString(dicom.TagInstanceNumber, "IS", fmt.Sprint(c.Instance)) },
+		func() error { return e.WriteElement(dicom.NewTag(0x0028, 0x0002), "US", us(1)) },
+		func() error { return e.WriteString(dicom.NewTag(0x0028, 0x0004), "CS", "MONOCHROME2") },
+		func() error { return e.WriteElement(dicom.TagRows, "US", us(c.Rows)) },
+		func() error { return e.WriteElement(dicom.TagColumns, "US", us(c.Columns)) },
+		func() error { return e.WriteElement(dicom.TagBitsAllocated, "US", us(16)) },
+		func() error { return e.WriteElement(dicom.NewTag(0x0028, 0x0101), "US", us(12)) },
+		func() error { return e.WriteElement(dicom.NewTag(0x0028, 0x0102), "US", us(11)) },
+		func() error { return e.WriteElement(dicom.NewTag(0x0028, 0x0103), "US", us(0)) },
+		func() error { return e.WriteString(dicom.NewTag(0x0028, 0x1050), "DS", "40") },
+		func() error { return e.WriteString(dicom.NewTag(0x0028, 0x1051), "DS", "80") },
+		func() error { return e.WriteString(dicom.NewTag(0x0028, 0x1052), "DS", "-1024") },
+		func() error { return e.WriteString(dicom.NewTag(0x0028, 0x1053), "DS", "1") },
+		func() error { return e.WriteElement(dicom.TagPixelData, "OW", px) },
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return nil, err
+		}
+	}
+	return b.Bytes(), nil
+}
+
+// File encodes the slice as a Part 10 file.
+func (c *CT) File() ([]byte, error) {
+	ds, err := c.Dataset()
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if _, err := dicom.WriteFileMeta(&b, dicom.FileMeta{
+		MediaStorageSOPClassUID: dicom.CTImageStorage, MediaStorageSOPInstanceUID: c.SOPUID,
+		TransferSyntaxUID: c.TransferSyntax, ImplementationClassUID: "1.2.826.0.1.3680043.10.1467.99",
+		ImplementationVersionName: "RELAIS_TEST",
+	}); err != nil {
+		return nil, err
+	}
+	b.Write(ds)
+	return b.Bytes(), nil
+}
+
+// Study writes n slices of one new study into dir and returns their paths.
+func Study(dir string, n int, ts string) ([]string, error) {
+	study, series := UID(), UID()
+	var paths []string
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	for i := 1; i <= n; i++ {
+		c := &CT{PatientName: "Test^Patient", PatientID: "P" + study[len(study)-6:], StudyUID: study, SeriesUID: series, SOPUID: UID(),
+			StudyDescription: "CT HEAD AVC", AccessionNumber: "ACC1", Instance: i, TransferSyntax: ts}
+		b, err := c.File()
+		if err != nil {
+			return nil, err
+		}
+		p := filepath.Join(dir, fmt.Sprintf("ct%04d.dcm", i))
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return nil, err
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
+
+// DatasetOf returns the data set bytes of a Part 10 file (after the meta).
+func DatasetOf(path string) ([]byte, dicom.FileMeta, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, dicom.FileMeta{}, err
+	}
+	meta, off, err := dicom.ReadFileMeta(bytes.NewReader(b))
+	if err != nil {
+		return nil, meta, fmt.Errorf("%s: %w", path, err)
+	}
+	return b[off:], meta, nil
+}
