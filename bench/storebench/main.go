@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/relais-health/relais/bench/internal/ctgen"
@@ -310,6 +311,9 @@ func measure(c *config, s server, work string, files []string, assoc int) (rr ru
 	if err := waitReady(in, s.AE(), c.startTO); err != nil {
 		return runResult{err: err}
 	}
+	// Flush dirty pages left by earlier runs (and by data generation) so a
+	// run does not pay for its predecessor's write-back.
+	syscall.Sync()
 	sampler := startSampler(in.cmd.Process.Pid, 20*time.Millisecond)
 	wall, stderrOut, sendErr := send(files, s.AE(), in.dicomPort, assoc, c)
 	select {
