@@ -276,8 +276,9 @@ type cellKey struct {
 
 type runResult struct {
 	wall      time.Duration
-	rss       int64 // root + max child, bytes
-	rssSum    int64 // root + sum of children, bytes
+	rss       int64         // root + max child, bytes
+	rssSum    int64         // root + sum of children, bytes
+	cpu       time.Duration // server CPU time during the send, -1 if unknown
 	children  int
 	count     int // instances the server reports, -1 when not checked
 	err       error
@@ -288,7 +289,7 @@ func (r runResult) String() string {
 	if r.err != nil {
 		return "FAILED: " + r.err.Error()
 	}
-	return fmt.Sprintf("%.2fs, peak RSS %.1f MB, count %d", r.wall.Seconds(), float64(r.rss)/1e6, r.count)
+	return fmt.Sprintf("%.2fs, server CPU %.2fs, peak RSS %.1f MB, count %d", r.wall.Seconds(), r.cpu.Seconds(), float64(r.rss)/1e6, r.count)
 }
 
 // measure runs one cell once: fresh server, wait for C-ECHO, timed storescu
@@ -323,6 +324,7 @@ func measure(c *config, s server, work string, files []string, assoc int) (rr ru
 	}
 	sampler.finish()
 	rr.rss, rr.rssSum, rr.children = sampler.peak()
+	rr.cpu = sampler.cpu()
 	rr.wall, rr.stderrOut, rr.err = wall, stderrOut, sendErr
 	rr.count = -1
 	if rr.err == nil {

@@ -17,6 +17,7 @@ type cell struct {
 	rssMB     float64 // median peak RSS (root + max child), MB
 	rssSumMB  float64 // median root + sum of children, MB
 	children  int
+	cpuMsPer  float64 // median server CPU ms per instance, -1 if unknown
 	firstFail string
 }
 
@@ -35,7 +36,7 @@ func median(xs []float64) float64 {
 func summarize(rs []runResult, n int, total int64) cell {
 	var c cell
 	c.runs = len(rs)
-	var walls, rss, rssSum []float64
+	var walls, rss, rssSum, cpu []float64
 	for _, r := range rs {
 		if r.err != nil {
 			if c.firstFail == "" {
@@ -47,6 +48,9 @@ func summarize(rs []runResult, n int, total int64) cell {
 		walls = append(walls, r.wall.Seconds())
 		rss = append(rss, float64(r.rss)/1e6)
 		rssSum = append(rssSum, float64(r.rssSum)/1e6)
+		if r.cpu >= 0 {
+			cpu = append(cpu, float64(r.cpu)/float64(time.Millisecond)/float64(n))
+		}
 		if r.children > c.children {
 			c.children = r.children
 		}
@@ -60,6 +64,10 @@ func summarize(rs []runResult, n int, total int64) cell {
 	c.mbPerS = float64(total) / 1e6 / w
 	c.rssMB = median(rss)
 	c.rssSumMB = median(rssSum)
+	c.cpuMsPer = -1
+	if len(cpu) > 0 {
+		c.cpuMsPer = median(cpu)
+	}
 	return c
 }
 
@@ -118,7 +126,8 @@ func renderReport(c *config, servers []server, files []string, total int64, res 
 		}
 	}
 
-	b.WriteString("\nRuns (wall time of the send, s):\n\n| server | associations | runs | median s |\n|---|---:|---|---:|\n")
+	b.WriteString("\nRuns (wall time of the send, s) and server CPU time (user+system, whole process tree, during the send):\n\n")
+	b.WriteString("| server | associations | runs s | median s | server CPU ms/instance |\n|---|---:|---|---:|---:|\n")
 	for _, s := range servers {
 		for _, k := range c.assocs {
 			var parts []string
@@ -130,7 +139,11 @@ func renderReport(c *config, servers []server, files []string, total int64, res 
 				}
 			}
 			ce := cells[cellKey{s.Name(), k}]
-			fmt.Fprintf(&b, "| %s | %d | %s | %.2f |\n", displayName[s.Name()], k, strings.Join(parts, ", "), ce.wall.Seconds())
+			cpu := "n/a"
+			if ce.cpuMsPer >= 0 {
+				cpu = fmt.Sprintf("%.2f", ce.cpuMsPer)
+			}
+			fmt.Fprintf(&b, "| %s | %d | %s | %.2f | %s |\n", displayName[s.Name()], k, strings.Join(parts, ", "), ce.wall.Seconds(), cpu)
 		}
 	}
 

@@ -32,6 +32,64 @@ func vmHWM(pid int) int64 {
 	return -1
 }
 
+// clockTicks is USER_HZ, the unit of the times in /proc/PID/stat (100 on
+// every Linux architecture Go supports).
+const clockTicks = 100
+
+// cpuTicks returns utime+stime of pid, plus cutime+cstime (its reaped
+// children) when withReaped is set, in clock ticks; -1 when unreadable.
+func cpuTicks(pid int, withReaped bool) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return -1
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(string(b[i+1:])) // f[0] is field 3 (state)
+	if len(f) < 15 {
+		return -1
+	}
+	var sum int64
+	n := 2 // utime, stime
+	if withReaped {
+		n = 4 // and cutime, cstime
+	}
+	for _, s := range f[11 : 11+n] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return -1
+		}
+		sum += v
+	}
+	return sum
+}
+
+// treeCPU is the CPU time used so far by pid, its reaped children and its
+// live (or zombie) descendants, in clock ticks.
+func treeCPU(pid int) int64 {
+	total := cpuTicks(pid, true)
+	if total < 0 {
+		return -1
+	}
+	seen := map[int]bool{}
+	queue := children(pid)
+	for len(queue) > 0 && len(seen) < 10000 {
+		p := queue[0]
+		queue = queue[1:]
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		if v := cpuTicks(p, false); v > 0 {
+			total += v
+		}
+		queue = append(queue, children(p)...)
+	}
+	return total
+}
+
 // children lists the direct children of pid (all its threads).
 func children(pid int) []int {
 	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
@@ -58,6 +116,8 @@ type rssSampler struct {
 	stop chan struct{}
 	done chan struct{}
 
+	cpu0, cpu1 int64 // treeCPU at start and at finish
+
 	mu       sync.Mutex
 	rootHWM  int64
 	childHWM map[int]int64 // peak seen per descendant pid
@@ -65,6 +125,7 @@ type rssSampler struct {
 
 func startSampler(pid int, every time.Duration) *rssSampler {
 	s := &rssSampler{root: pid, stop: make(chan struct{}), done: make(chan struct{}), childHWM: map[int]int64{}}
+	s.cpu0 = treeCPU(pid)
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(every)
@@ -112,6 +173,16 @@ func (s *rssSampler) finish() {
 	close(s.stop)
 	<-s.done
 	s.sample()
+	s.cpu1 = treeCPU(s.root)
+}
+
+// cpu returns the server's CPU time (user+system, whole process tree)
+// between start and finish, or -1.
+func (s *rssSampler) cpu() time.Duration {
+	if s.cpu0 < 0 || s.cpu1 < 0 {
+		return -1
+	}
+	return time.Duration(s.cpu1-s.cpu0) * time.Second / clockTicks
 }
 
 // peak returns root+max(child) and root+sum(children) in bytes.
