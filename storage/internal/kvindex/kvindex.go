@@ -56,7 +56,8 @@ type DB interface {
 // on the shared counters).
 type Index struct {
 	db DB
-	mu sync.Mutex
+	mu sync.Mutex // serializes writers; guards c
+	c  rowCache
 }
 
 var _ storage.Index = (*Index)(nil)
@@ -167,8 +168,8 @@ func (ix *Index) PutInstance(ctx context.Context, inst *storage.Instance, journa
 		if err != nil {
 			return err
 		}
-		var st storage.Stats
-		if err := getStats(tx, &st); err != nil {
+		st, err := ix.c.stats(tx)
+		if err != nil {
 			return err
 		}
 		if exists {
@@ -179,19 +180,20 @@ func (ix *Index) PutInstance(ctx context.Context, inst *storage.Instance, journa
 			if err := json.Unmarshal(old, &prev); err != nil {
 				return fmt.Errorf("index: decode instance %s: %w", inst.SOPInstanceUID, err)
 			}
-			if err := remove(tx, &prev, &st); err != nil {
+			if err := remove(tx, &ix.c, &prev, st); err != nil {
 				return err
 			}
 		}
-		if err := add(tx, inst, enc, &st); err != nil {
+		if err := add(tx, &ix.c, inst, enc, st); err != nil {
 			return err
 		}
-		if err := setJSON(tx, kStats, &st); err != nil {
+		if err := setJSON(tx, kStats, st); err != nil {
 			return err
 		}
 		return setApplied(tx, journalSeq)
 	})
 	if err != nil {
+		ix.c.reset() // the cache may hold rows of the failed transaction
 		return fmt.Errorf("index: put instance %s: %w", inst.SOPInstanceUID, err)
 	}
 	return nil
@@ -232,7 +234,7 @@ func maxTime(a, b time.Time) time.Time {
 }
 
 // add inserts inst (encoded as enc), which must not be present.
-func add(tx Txn, inst *storage.Instance, enc []byte, st *storage.Stats) error {
+func add(tx Txn, c *rowCache, inst *storage.Instance, enc []byte, st *storage.Stats) error {
 	if err := tx.Set(pInstance+inst.SOPInstanceUID, enc); err != nil {
 		return err
 	}
@@ -243,13 +245,12 @@ func add(tx Txn, inst *storage.Instance, enc []byte, st *storage.Stats) error {
 	st.Bytes += inst.Size
 
 	// Study (loaded first: a new series increments its Series count).
-	var sr studyRec
-	studyExists, err := optional(getJSON(tx, pStudy+inst.StudyInstanceUID, &sr))
+	sr, studyExists, err := c.study(tx, inst.StudyInstanceUID)
 	if err != nil {
 		return err
 	}
 	if !studyExists {
-		sr = studyRec{Study: storage.Study{
+		sr = &studyRec{Study: storage.Study{
 			StudyInstanceUID: inst.StudyInstanceUID,
 			PatientID:        inst.PatientID,
 			Attrs:            storage.PickAttrs(inst.Attrs, storage.PatientLevelTags, storage.StudyLevelTags),
@@ -274,13 +275,12 @@ func add(tx Txn, inst *storage.Instance, enc []byte, st *storage.Stats) error {
 	}
 
 	// Series.
-	var se storage.Series
-	seriesExists, err := optional(getJSON(tx, pSeries+inst.SeriesInstanceUID, &se))
+	se, seriesExists, err := c.series(tx, inst.SeriesInstanceUID)
 	if err != nil {
 		return err
 	}
 	if !seriesExists {
-		se = storage.Series{
+		se = &storage.Series{
 			SeriesInstanceUID: inst.SeriesInstanceUID,
 			StudyInstanceUID:  inst.StudyInstanceUID,
 			Attrs:             storage.PickAttrs(inst.Attrs, storage.SeriesLevelTags),
@@ -293,7 +293,7 @@ func add(tx Txn, inst *storage.Instance, enc []byte, st *storage.Stats) error {
 	se.Instances++
 	se.Size += inst.Size
 	se.LastReceived = maxTime(se.LastReceived, inst.ReceivedAt)
-	if err := setJSON(tx, pSeries+inst.SeriesInstanceUID, &se); err != nil {
+	if err := c.putSeries(tx, se); err != nil {
 		return err
 	}
 
@@ -313,7 +313,7 @@ func add(tx Txn, inst *storage.Instance, enc []byte, st *storage.Stats) error {
 		}
 		sr.SOPClassCount[inst.SOPClassUID]++
 	}
-	return setJSON(tx, pStudy+inst.StudyInstanceUID, &sr)
+	return c.putStudy(tx, sr)
 }
 
 func decCount(m map[string]int, k string) {
@@ -328,7 +328,7 @@ func decCount(m map[string]int, k string) {
 }
 
 // remove deletes inst, which must be present, and fixes the aggregates.
-func remove(tx Txn, inst *storage.Instance, st *storage.Stats) error {
+func remove(tx Txn, c *rowCache, inst *storage.Instance, st *storage.Stats) error {
 	if err := tx.Delete(pInstance + inst.SOPInstanceUID); err != nil {
 		return err
 	}
@@ -338,14 +338,12 @@ func remove(tx Txn, inst *storage.Instance, st *storage.Stats) error {
 	st.Instances--
 	st.Bytes -= inst.Size
 
-	var sr studyRec
-	studyExists, err := optional(getJSON(tx, pStudy+inst.StudyInstanceUID, &sr))
+	sr, studyExists, err := c.study(tx, inst.StudyInstanceUID)
 	if err != nil {
 		return err
 	}
 
-	var se storage.Series
-	seriesExists, err := optional(getJSON(tx, pSeries+inst.SeriesInstanceUID, &se))
+	se, seriesExists, err := c.series(tx, inst.SeriesInstanceUID)
 	if err != nil {
 		return err
 	}
@@ -353,14 +351,14 @@ func remove(tx Txn, inst *storage.Instance, st *storage.Stats) error {
 		se.Instances--
 		se.Size -= inst.Size
 		if se.Instances <= 0 {
-			if err := tx.Delete(pSeries + inst.SeriesInstanceUID); err != nil {
+			if err := c.deleteSeries(tx, inst.SeriesInstanceUID); err != nil {
 				return err
 			}
 			st.Series--
-			if se.StudyInstanceUID == inst.StudyInstanceUID {
+			if studyExists && se.StudyInstanceUID == inst.StudyInstanceUID {
 				sr.Series--
 			}
-		} else if err := setJSON(tx, pSeries+inst.SeriesInstanceUID, &se); err != nil {
+		} else if err := c.putSeries(tx, se); err != nil {
 			return err
 		}
 	}
@@ -373,9 +371,9 @@ func remove(tx Txn, inst *storage.Instance, st *storage.Stats) error {
 	decCount(sr.ModalityCount, inst.Attrs[storage.ModalityTag])
 	decCount(sr.SOPClassCount, inst.SOPClassUID)
 	if sr.Instances > 0 {
-		return setJSON(tx, pStudy+inst.StudyInstanceUID, &sr)
+		return c.putStudy(tx, sr)
 	}
-	if err := tx.Delete(pStudy + inst.StudyInstanceUID); err != nil {
+	if err := c.deleteStudy(tx, inst.StudyInstanceUID); err != nil {
 		return err
 	}
 	st.Studies--
@@ -411,20 +409,21 @@ func (ix *Index) DeleteInstance(ctx context.Context, sopInstanceUID string, jour
 		}
 		found = ok
 		if ok {
-			var st storage.Stats
-			if err := getStats(tx, &st); err != nil {
+			st, err := ix.c.stats(tx)
+			if err != nil {
 				return err
 			}
-			if err := remove(tx, &inst, &st); err != nil {
+			if err := remove(tx, &ix.c, &inst, st); err != nil {
 				return err
 			}
-			if err := setJSON(tx, kStats, &st); err != nil {
+			if err := setJSON(tx, kStats, st); err != nil {
 				return err
 			}
 		}
 		return setApplied(tx, journalSeq)
 	})
 	if err != nil {
+		ix.c.reset()
 		return fmt.Errorf("index: delete instance %s: %w", sopInstanceUID, err)
 	}
 	if !found {
@@ -611,3 +610,85 @@ func (ix *Index) Stats(ctx context.Context) (storage.Stats, error) {
 
 // Close implements storage.Index.
 func (ix *Index) Close() error { return ix.db.Close() }
+
+// rowCache keeps recently written study and series rows and the stats
+// decoded in memory, so that the common PutInstance (another instance of
+// the study being received) does not decode them again. It is only used by
+// writers, under Index.mu; the Index is the only writer of these rows, so
+// the cache is coherent. After a failed transaction it is reset.
+type rowCache struct {
+	studies map[string]*studyRec
+	seriesRows map[string]*storage.Series
+	st      *storage.Stats
+}
+
+const maxCachedRows = 256
+
+func (c *rowCache) reset() { *c = rowCache{} }
+
+func (c *rowCache) stats(tx Txn) (*storage.Stats, error) {
+	if c.st == nil {
+		st := new(storage.Stats)
+		if err := getStats(tx, st); err != nil {
+			return nil, err
+		}
+		c.st = st
+	}
+	return c.st, nil
+}
+
+func (c *rowCache) study(tx Txn, uid string) (*studyRec, bool, error) {
+	if r, ok := c.studies[uid]; ok {
+		return r, true, nil
+	}
+	r := new(studyRec)
+	ok, err := optional(getJSON(tx, pStudy+uid, r))
+	if !ok {
+		return nil, false, err
+	}
+	return r, true, nil
+}
+
+func (c *rowCache) putStudy(tx Txn, r *studyRec) error {
+	if err := setJSON(tx, pStudy+r.StudyInstanceUID, r); err != nil {
+		return err
+	}
+	if c.studies == nil || len(c.studies) >= maxCachedRows {
+		c.studies = make(map[string]*studyRec)
+	}
+	c.studies[r.StudyInstanceUID] = r
+	return nil
+}
+
+func (c *rowCache) deleteStudy(tx Txn, uid string) error {
+	delete(c.studies, uid)
+	return tx.Delete(pStudy + uid)
+}
+
+func (c *rowCache) series(tx Txn, uid string) (*storage.Series, bool, error) {
+	if r, ok := c.seriesRows[uid]; ok {
+		return r, true, nil
+	}
+	r := new(storage.Series)
+	ok, err := optional(getJSON(tx, pSeries+uid, r))
+	if !ok {
+		return nil, false, err
+	}
+	return r, true, nil
+}
+
+func (c *rowCache) putSeries(tx Txn, r *storage.Series) error {
+	if err := setJSON(tx, pSeries+r.SeriesInstanceUID, r); err != nil {
+		return err
+	}
+	if c.seriesRows == nil || len(c.seriesRows) >= maxCachedRows {
+		c.seriesRows = make(map[string]*storage.Series)
+	}
+	c.seriesRows[r.SeriesInstanceUID] = r
+	return nil
+}
+
+func (c *rowCache) deleteSeries(tx Txn, uid string) error {
+	delete(c.seriesRows, uid)
+	return tx.Delete(pSeries + uid)
+}
