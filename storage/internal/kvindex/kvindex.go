@@ -617,9 +617,9 @@ func (ix *Index) Close() error { return ix.db.Close() }
 // writers, under Index.mu; the Index is the only writer of these rows, so
 // the cache is coherent. After a failed transaction it is reset.
 type rowCache struct {
-	studies map[string]*studyRec
+	studies    map[string]*studyRec
 	seriesRows map[string]*storage.Series
-	st      *storage.Stats
+	st         *storage.Stats
 }
 
 const maxCachedRows = 256
