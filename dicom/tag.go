@@ -152,7 +152,7 @@ func Keyword(t Tag) string {
 		return ""
 	}
 	info, err := dict.Find(dictTag(t))
-	if err != nil {
+	if err != nil || info.Keyword == "GenericGroupLength" {
 		return ""
 	}
 	return info.Keyword
