@@ -111,6 +111,7 @@ func run(c *config) error {
 	if !c.keep && c.workdir == "" {
 		defer os.RemoveAll(work)
 	}
+	stopOnSignal()
 
 	servers := pickServers(c, work)
 	if len(servers) == 0 {
@@ -128,6 +129,9 @@ func run(c *config) error {
 	for r := 1; r <= c.runs; r++ {
 		for _, s := range servers {
 			for _, k := range c.assocs {
+				if isInterrupted() {
+					return fmt.Errorf("interrupted")
+				}
 				rr := measure(c, s, work, files, k)
 				res[cellKey{s.Name(), k}] = append(res[cellKey{s.Name(), k}], rr)
 				if c.verbose || rr.err != nil {

@@ -139,11 +139,14 @@ func renderReport(c *config, servers []server, files []string, total int64, res 
 				}
 			}
 			ce := cells[cellKey{s.Name(), k}]
-			cpu := "n/a"
-			if ce.cpuMsPer >= 0 {
+			cpu, med := "n/a", "n/a"
+			if ce.ok > 0 {
+				med = fmt.Sprintf("%.2f", ce.wall.Seconds())
+			}
+			if ce.ok > 0 && ce.cpuMsPer >= 0 {
 				cpu = fmt.Sprintf("%.2f", ce.cpuMsPer)
 			}
-			fmt.Fprintf(&b, "| %s | %d | %s | %.2f | %s |\n", displayName[s.Name()], k, strings.Join(parts, ", "), ce.wall.Seconds(), cpu)
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s |\n", displayName[s.Name()], k, strings.Join(parts, ", "), med, cpu)
 		}
 	}
 

@@ -7,11 +7,46 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
+
+// The running server, stopped if storebench is interrupted: servers run in
+// their own process group, so a terminal's Ctrl-C does not reach them.
+var (
+	currentMu   sync.Mutex
+	current     *instance
+	interrupted bool
+)
+
+// isInterrupted reports whether SIGINT or SIGTERM arrived.
+func isInterrupted() bool {
+	currentMu.Lock()
+	defer currentMu.Unlock()
+	return interrupted
+}
+
+// stopOnSignal makes SIGINT/SIGTERM stop the running server and prevents new
+// ones from starting; the measurement loop then ends and cleans up.
+func stopOnSignal() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-ch
+		fmt.Fprintf(os.Stderr, "storebench: %v: stopping\n", sig)
+		currentMu.Lock()
+		interrupted = true
+		in := current
+		currentMu.Unlock()
+		if in != nil {
+			in.stop()
+		}
+	}()
+}
 
 // server is one DICOM storage SCP under test.
 type server interface {
@@ -62,11 +97,18 @@ func launch(argv []string, logPath string, dicomPort, httpPort int, storeDir str
 	cmd.Env = benchEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	currentMu.Lock()
+	defer currentMu.Unlock()
+	if interrupted {
+		logf.Close()
+		return nil, fmt.Errorf("interrupted")
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, err
 	}
 	in := &instance{cmd: cmd, dicomPort: dicomPort, httpPort: httpPort, storeDir: storeDir, logPath: logPath, exited: make(chan struct{})}
+	current = in
 	go func() {
 		in.waitErr = cmd.Wait()
 		logf.Close()
@@ -108,6 +150,11 @@ func (in *instance) stop() {
 	}
 	// Leftover children (storescp --fork) share the group: make sure they go.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	currentMu.Lock()
+	if current == in {
+		current = nil
+	}
+	currentMu.Unlock()
 }
 
 // --- dcmtk storescp --fork ---------------------------------------------------
