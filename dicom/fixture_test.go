@@ -20,6 +20,7 @@ type fixtureOpts struct {
 	pixelBytes   int  // native pixel data size (0: none)
 	fragments    int  // encapsulated pixel data fragments (needs an encapsulated ts)
 	private      bool // add private elements
+	mixed        bool // the nested sequence uses the other length form
 }
 
 func must(t testing.TB, err error) {
@@ -65,7 +66,7 @@ func buildFixture(t testing.TB, ts TransferSyntax, o fixtureOpts) []byte {
 	must(t, ce.WriteString(NewTag(0x0008, 0x0100), VRSH, "121311"))
 	must(t, ce.WriteString(NewTag(0x0008, 0x0102), VRSH, "DCM"))
 	must(t, ce.WriteString(NewTag(0x0008, 0x0104), VRLO, "Localizer"))
-	must(t, ie.WriteSequence(NewTag(0x0040, 0xA170), [][]byte{code.Bytes()}, !o.undefinedSeq))
+	must(t, ie.WriteSequence(NewTag(0x0040, 0xA170), [][]byte{code.Bytes()}, o.undefinedSeq != o.mixed))
 	must(t, e.WriteSequence(NewTag(0x0008, 0x1140), [][]byte{inner.Bytes(), inner.Bytes()}, o.undefinedSeq))
 	if o.private {
 		must(t, e.WriteString(NewTag(0x0009, 0x0010), VRLO, "ACME 1.0"))
@@ -110,6 +111,11 @@ func buildFixture(t testing.TB, ts TransferSyntax, o fixtureOpts) []byte {
 		px := make([]byte, o.pixelBytes)
 		for i := range px {
 			px[i] = byte(i * 7)
+		}
+		if ts.BigEndian { // same pixel values, big endian words
+			for i := 0; i+1 < len(px); i += 2 {
+				px[i], px[i+1] = px[i+1], px[i]
+			}
 		}
 		must(t, e.WriteElement(TagPixelData, VROW, px))
 	}

@@ -96,7 +96,6 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-
 func TestDecodeUnknown(t *testing.T) {
 	got, err := Decode([]string{"ISO_IR 999"}, "PN", []byte("abc\xe9"))
 	if !errors.Is(err, ErrUnknownCharset) {
