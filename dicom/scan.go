@@ -244,9 +244,10 @@ func (sc *scanner) element(enc encoding, ds *Dataset, tag Tag, vr VR, length uin
 				ds.Elements[tag] = &Element{Tag: tag, VR: vr}
 			}
 			return sc.fragments(enc, tag, start, end)
-		case vr == VRSQ || vr == VRUN:
+		case vr == VRSQ || vr == VRUN || !enc.explicit:
+			// In implicit VR an undefined length can only be a sequence.
 			inner := enc
-			if vr == VRUN {
+			if vr == VRUN && enc.explicit {
 				inner = implicitLE
 			}
 			return sc.sequence(inner, ds, extract, tag, vr, length, start, end, depth)

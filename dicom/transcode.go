@@ -126,12 +126,15 @@ func (t *transcoder) dataset(fe, te encoding, out io.Writer, end int64, depth in
 
 func (t *transcoder) element(fe, te encoding, out io.Writer, tag Tag, vr VR, length uint32, start, end int64, depth int) error {
 	if length == undefinedLength {
+		if fe.explicit && !te.explicit && vr != VRSQ && tag == TagPixelData {
+			return scanErr(start, tag, ErrMalformed, "encapsulated pixel data in a native transfer syntax")
+		}
 		switch {
 		case vr == VRUN && fe.explicit:
 			// CP-246: the value is an implicit VR little endian sequence,
 			// copied as it is.
 			return t.sequence(implicitLE, implicitLE, out, te, tag, VRUN, length, start, end, depth)
-		case vr == VRSQ || vr == VRUN:
+		case vr == VRSQ || vr == VRUN || !fe.explicit:
 			return t.sequence(fe, te, out, te, tag, VRSQ, length, start, end, depth)
 		case tag == TagPixelData:
 			return scanErr(start, tag, ErrMalformed, "encapsulated pixel data in a native transfer syntax")
@@ -146,6 +149,10 @@ func (t *transcoder) element(fe, te encoding, out io.Writer, tag Tag, vr VR, len
 	}
 	if length%2 == 1 && vr != VRUN && !tag.IsPrivate() {
 		return scanErr(start, tag, ErrMalformed, "odd value length %d", length)
+	}
+	if fe.explicit && !te.explicit && LookupVR(tag) == VRSQ {
+		// A reader of implicit VR would parse the value as a sequence.
+		return scanErr(start, tag, ErrMalformed, "VR %s of a tag the dictionary defines as SQ cannot be encoded in implicit VR", vr)
 	}
 	outVR := vr
 	if te.explicit && !outVR.HasLongLength() && length > math.MaxUint16 {

@@ -128,6 +128,9 @@ func TestTranscodeErrors(t *testing.T) {
 		{"encapsulated pixel data", tsExplicit, tsImplicit, newRaw(tsExplicit).hdr(TagPixelData, VROB, undefinedLength).Bytes(), ErrMalformed},
 		{"bad swap length", tsExplicit, tsBig, newRaw(tsExplicit).hdr(NewTag(0x0040, 0x9224), VRFD, 4).zeros(4).Bytes(), ErrMalformed},
 		{"depth", tsExplicit, tsImplicit, nested(17), ErrLimitExceeded},
+		// Found by FuzzScan: (0008,1130) is SQ in the dictionary; as UI it
+		// cannot be represented in implicit VR.
+		{"fuzz: non-SQ VR for a dictionary SQ to implicit", tsExplicit, tsImplicit, newRaw(tsExplicit).str(NewTag(0x0008, 0x1130), VRUI, "1.2").Bytes(), ErrMalformed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
