@@ -439,13 +439,14 @@ func (p *Pipeline) journalRefusal(rq *Request, ie *Error) {
 }
 
 // blobKey spreads blobs over 256 directories and makes every write unique, so
-// a replaced instance never overwrites the bytes it replaces.
+// a replaced instance never overwrites the bytes it replaces. One level only:
+// a new directory costs a directory fsync, so their number must stay small.
 func (p *Pipeline) blobKey(sop string) string {
 	f := fnv.New32a()
 	f.Write([]byte(sop))
 	s := f.Sum32()
 	n := p.counter.Add(1)
-	return fmt.Sprintf("%02x/%02x/%s.%s%s.dcm", s>>24, (s>>16)&0xff, sop,
+	return fmt.Sprintf("%02x/%s.%s%s.dcm", s>>24, sop,
 		strconv.FormatInt(time.Now().UnixNano(), 36), strconv.FormatUint(n, 36))
 }
 

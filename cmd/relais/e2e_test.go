@@ -203,7 +203,10 @@ func storedEvents(t *testing.T, data string) map[string]*journal.Event {
 // filesystem blob store and returns its data set bytes and its meta.
 func blobDataset(t *testing.T, data string, ev *journal.Event) ([]byte, string) {
 	t.Helper()
-	var inst struct{ BlobKey, TransferSyntaxUID string }
+	var inst struct {
+		BlobKey           string `json:"blob"`
+		TransferSyntaxUID string `json:"ts"`
+	}
 	if err := json.Unmarshal(ev.Data, &inst); err != nil {
 		t.Fatalf("journal record: %v", err)
 	}
@@ -288,14 +291,19 @@ func fixtures(t *testing.T, n int) map[string][]string {
 }
 
 func TestStorescuSyntaxesByteIdentical(t *testing.T) {
-	s := startServer(t, "", "")
-	h, p := s.hostPort()
 	fx := fixtures(t, 3)
 	for _, name := range []string{"explicit", "implicit", "bigendian", "jpeg"} {
 		t.Run(name, func(t *testing.T) {
-			// -R: propose only the files' own syntax, so that storescu
+			// One server per syntax: the copies share SOP Instance UIDs.
+			s := startServer(t, "", "")
+			h, p := s.hostPort()
+			// Propose exactly the files' own syntax, so that storescu
 			// sends the files' bytes unconverted.
-			args := []string{"-R", "-aet", "CT_" + strings.ToUpper(name[:3]), "-aec", "RELAIS", h, p}
+			_, meta, err := testdicom.DatasetOf(fx[name][0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := append(storescuProfile(t, meta.TransferSyntaxUID), "-aet", "CT_"+strings.ToUpper(name[:3]), "-aec", "RELAIS", h, p)
 			out, err := dcmtk(t, "storescu", append(args, fx[name]...)...)
 			if err != nil {
 				t.Fatalf("storescu: %v\n%s", err, out)
@@ -303,6 +311,27 @@ func TestStorescuSyntaxesByteIdentical(t *testing.T) {
 			assertStoredIdentical(t, s.data, fx[name])
 		})
 	}
+}
+
+// storescuProfile writes a storescu configuration proposing CT Image
+// Storage in exactly one transfer syntax, and returns the flags that use it.
+func storescuProfile(t *testing.T, ts string) []string {
+	t.Helper()
+	cfg := fmt.Sprintf(`[[TransferSyntaxes]]
+[TS]
+TransferSyntax1 = %s
+[[PresentationContexts]]
+[PC]
+PresentationContext1 = 1.2.840.10008.5.1.4.1.1.2\TS
+[[Profiles]]
+[ONLY]
+PresentationContexts = PC
+`, ts)
+	p := filepath.Join(t.TempDir(), "storescu.cfg")
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"-xf", p, "ONLY"}
 }
 
 func TestStorescuManyFilesAndParallelAssociations(t *testing.T) {

@@ -259,7 +259,7 @@ func sendWorker(ctx context.Context, addr string, ae aeFlags, pcs []dimse.Propos
 		switch {
 		case err != nil:
 			stats.fail("%s: %v", f.path, err)
-			if errors.Is(err, dimse.ErrAssociationClosed) {
+			if errors.Is(err, dimse.ErrAssociationEnded) {
 				for f := range work {
 					stats.fail("%s: association closed", f.path)
 				}
