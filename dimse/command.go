@@ -178,9 +178,12 @@ func (c *Command) AppendEncode(b []byte) []byte {
 		b = put(b, TagRequestedSOPClassUID, padUID(c.RequestedSOPClassUID))
 	}
 	b = put(b, TagCommandField, us(uint16(c.Field)))
-	if !isRSP {
+	// Requests carry Message ID; responses and C-CANCEL-RQ (PS3.7
+	// Section 9.3.2.3) carry Message ID Being Responded To.
+	if !isRSP && c.Field != CCancelRQ || c.MessageID != 0 {
 		b = put(b, TagMessageID, us(c.MessageID))
-	} else {
+	}
+	if isRSP || c.Field == CCancelRQ || c.MessageIDBeingRespondedTo != 0 {
 		b = put(b, TagMessageIDBeingRespondedTo, us(c.MessageIDBeingRespondedTo))
 	}
 	if c.MoveDestination != "" {
