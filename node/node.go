@@ -30,7 +30,7 @@ import (
 )
 
 // ImplementationClassUID identifies Relais in associations and file meta.
-const ImplementationClassUID = "1.2.826.0.1.3680043.10.1467.1"
+const ImplementationClassUID = dicom.DefaultImplementationClassUID
 
 // ImplementationVersionName is sent in associations (16 chars max).
 const ImplementationVersionName = "RELAIS_0.1"

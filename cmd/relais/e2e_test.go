@@ -385,7 +385,7 @@ func TestSendIntoStorescp(t *testing.T) {
 	port := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	scp := exec.CommandContext(ctx, "storescp", "--fork", "-aet", "STORESCP", "-od", outDir, "-uf", fmt.Sprint(port))
+	scp := exec.CommandContext(ctx, "storescp", "--fork", "+xa", "-aet", "STORESCP", "-od", outDir, "-uf", fmt.Sprint(port))
 	scp.Env = append(os.Environ(), "TCP_NODELAY=1")
 	var scpLog bytes.Buffer
 	scp.Stdout, scp.Stderr = &scpLog, &scpLog
@@ -513,7 +513,7 @@ dicom:
 	odd := &testdicom.CT{PatientName: "X", PatientID: "X", StudyUID: testdicom.UID(), SeriesUID: testdicom.UID(), SOPUID: testdicom.UID(), TransferSyntax: "1.2.840.10008.1.2.1"}
 	b, _ := odd.File()
 	// Rewrite the meta's SOP class to a private, unknown one.
-	bad := bytes.Replace(b, []byte("1.2.840.10008.5.1.4.1.1.2\x00"), []byte("1.2.826.0.1.3680043.10.1467.77"), 1)
+	bad := bytes.Replace(b, []byte("1.2.840.10008.5.1.4.1.1.2\x00"), []byte("2.25.99999999999999999999"), 1)
 	badPath := filepath.Join(dir, "odd.dcm")
 	os.WriteFile(badPath, bad, 0o644)
 	out, _ := dcmtk(t, "storescu", "-aet", "GOODCT", "-aec", "RELAIS", "-v", h, p, good[0], badPath)

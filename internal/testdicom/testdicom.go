@@ -113,7 +113,7 @@ func (c *CT) File() ([]byte, error) {
 	var b bytes.Buffer
 	if _, err := dicom.WriteFileMeta(&b, dicom.FileMeta{
 		MediaStorageSOPClassUID: dicom.CTImageStorage, MediaStorageSOPInstanceUID: c.SOPUID,
-		TransferSyntaxUID: c.TransferSyntax, ImplementationClassUID: "1.2.826.0.1.3680043.10.1467.99",
+		TransferSyntaxUID: c.TransferSyntax, ImplementationClassUID: dicom.DefaultImplementationClassUID,
 		ImplementationVersionName: "RELAIS_TEST",
 	}); err != nil {
 		return nil, err
