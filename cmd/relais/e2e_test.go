@@ -512,13 +512,17 @@ dicom:
 	good, _ := testdicom.Study(filepath.Join(dir, "good"), 1, "1.2.840.10008.1.2.1")
 	odd := &testdicom.CT{PatientName: "X", PatientID: "X", StudyUID: testdicom.UID(), SeriesUID: testdicom.UID(), SOPUID: testdicom.UID(), TransferSyntax: "1.2.840.10008.1.2.1"}
 	b, _ := odd.File()
-	// Rewrite the meta's SOP class to a private, unknown one.
-	bad := bytes.Replace(b, []byte("1.2.840.10008.5.1.4.1.1.2\x00"), []byte("2.25.99999999999999999999"), 1)
+	// Rewrite the SOP class (meta and data set) to an unknown one of the
+	// same length.
+	bad := bytes.ReplaceAll(b, []byte("1.2.840.10008.5.1.4.1.1.2\x00"), []byte("2.25.999999999999999999999"))
 	badPath := filepath.Join(dir, "odd.dcm")
 	os.WriteFile(badPath, bad, 0o644)
 	out, _ := dcmtk(t, "storescu", "-aet", "GOODCT", "-aec", "RELAIS", "-v", h, p, good[0], badPath)
 	if !strings.Contains(out, "Association Accepted") {
 		t.Fatalf("association not accepted:\n%s", out)
+	}
+	if !strings.Contains(out, "2.25.999999999999999999999") || !strings.Contains(strings.ToLower(out), "no presentation context") {
+		t.Errorf("storescu does not report the rejected context:\n%s", out)
 	}
 	assertStoredIdentical(t, s.data, good)
 
