@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,5 +73,10 @@ func (n *Node) httpHandler() http.Handler {
 		json.NewEncoder(w).Encode(map[string]any{"status": "ok", "ae_title": n.Config.AETitle, "journal_seq": n.Journal.LastSeq(), "index": st})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.Metrics.Registry, promhttp.HandlerOpts{}))
+	if n.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }

@@ -44,6 +44,9 @@ type Node struct {
 	Blobs   storage.Blobs
 	Ingest  *ingest.Pipeline
 	Metrics *Metrics
+	// Pprof mounts /debug/pprof on the HTTP listener (profiling only:
+	// never on a node reachable by others).
+	Pprof bool
 
 	dimse    *dimse.Server
 	http     *http.Server

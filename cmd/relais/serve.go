@@ -12,6 +12,7 @@ import (
 
 func serveCmd() *cobra.Command {
 	var cfgFile, dataDir, ae, dicomAddr, httpAddr string
+	var pprof bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a Relais node (DICOM C-ECHO/C-STORE SCP, HTTP health and metrics)",
@@ -50,6 +51,7 @@ Flags override the configuration file.`,
 				return err
 			}
 			defer n.Close()
+			n.Pprof = pprof
 			if err := n.Listen(); err != nil {
 				return err
 			}
@@ -62,6 +64,8 @@ Flags override the configuration file.`,
 	cmd.Flags().StringVar(&ae, "ae", d.AETitle, "AE title")
 	cmd.Flags().StringVar(&dicomAddr, "dicom-addr", d.Listen.DICOM, "DICOM listen address")
 	cmd.Flags().StringVar(&httpAddr, "http-addr", d.Listen.HTTP, "HTTP listen address (health, metrics)")
+	cmd.Flags().BoolVar(&pprof, "pprof", false, "serve /debug/pprof on the HTTP listener (profiling)")
+	cmd.Flags().MarkHidden("pprof")
 	return cmd
 }
 
