@@ -80,6 +80,8 @@ type Result struct {
 	Duplicate bool // an instance with this SOP Instance UID was already stored
 	Identical bool // and its data set had the same bytes
 	Seq       uint64
+
+	durability time.Duration
 }
 
 // Policy for duplicate SOP Instance UIDs.
@@ -107,7 +109,9 @@ func ParseDuplicatePolicy(s string) (DuplicatePolicy, error) {
 
 // Observer receives the outcome of each ingest, for metrics. It must not block.
 type Observer interface {
-	Stored(channel string, bytes int64, elapsed time.Duration)
+	// Stored reports a durable instance: elapsed from the first byte, and
+	// the part of it spent waiting for durability (fsyncs).
+	Stored(channel string, bytes int64, elapsed, durability time.Duration)
 	Refused(channel, cause string)
 }
 
@@ -192,7 +196,7 @@ func (p *Pipeline) Store(ctx context.Context, rq *Request) (*Result, error) {
 		return nil, err
 	}
 	if p.Observer != nil && !res.Duplicate {
-		p.Observer.Stored(rq.Source.Channel, res.Instance.Size, time.Since(start))
+		p.Observer.Stored(rq.Source.Channel, res.Instance.Size, time.Since(start), res.durability)
 	}
 	if p.Events != nil {
 		p.Events(res)
@@ -279,6 +283,7 @@ func (p *Pipeline) store(ctx context.Context, rq *Request) (*Result, error) {
 	if prev != nil {
 		kind = "instance.replaced"
 	}
+	cstart := time.Now()
 	seq, err := p.commit(ctx, bw, inst, kind)
 	if err != nil {
 		return nil, err
@@ -289,7 +294,7 @@ func (p *Pipeline) store(ctx context.Context, rq *Request) (*Result, error) {
 			p.logger().Warn("delete replaced blob", "key", prev.BlobKey, "err", err)
 		}
 	}
-	res := &Result{Status: StatusSuccess, Instance: inst, Seq: seq, Duplicate: prev != nil}
+	res := &Result{Status: StatusSuccess, Instance: inst, Seq: seq, Duplicate: prev != nil, durability: time.Since(cstart)}
 	if warn != "" {
 		res.Status, res.Comment = StatusWarningMismatch, warn
 	}

@@ -20,6 +20,7 @@ type Metrics struct {
 	Bytes          *prometheus.CounterVec
 	Failures       *prometheus.CounterVec
 	IngestDuration *prometheus.HistogramVec
+	DurableWait    *prometheus.HistogramVec
 }
 
 // NewMetrics registers the collectors.
@@ -43,13 +44,18 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10, 30},
 		}, []string{"channel"}),
 	}
-	m.Registry.MustRegister(m.Associations, m.Instances, m.Bytes, m.Failures, m.IngestDuration,
+	m.DurableWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "relais_ingest_durability_wait_seconds", Help: "Part of the ingest spent waiting for the blob and journal fsyncs.",
+		Buckets: []float64{.0001, .0002, .0005, .001, .002, .005, .01, .02, .05, .1, .5, 1},
+	}, []string{"channel"})
+	m.Registry.MustRegister(m.Associations, m.Instances, m.Bytes, m.Failures, m.IngestDuration, m.DurableWait,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // Stored implements ingest.Observer.
-func (m *Metrics) Stored(channel string, bytes int64, elapsed time.Duration) {
+func (m *Metrics) Stored(channel string, bytes int64, elapsed, durability time.Duration) {
+	m.DurableWait.WithLabelValues(channel).Observe(durability.Seconds())
 	m.Instances.WithLabelValues(channel).Inc()
 	m.Bytes.WithLabelValues(channel).Add(float64(bytes))
 	m.IngestDuration.WithLabelValues(channel).Observe(elapsed.Seconds())
