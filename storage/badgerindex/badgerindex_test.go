@@ -3,6 +3,7 @@ package badgerindex
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"testing"
 
 	"github.com/relais-health/relais/storage"
@@ -66,5 +67,24 @@ func BenchmarkPutInstance(b *testing.B) {
 		if err := ix.PutInstance(ctx, in, uint64(i+1)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkFootprint inserts b.N instances generated on the fly and reports
+// the process' peak RSS (run with e.g. -benchtime 300000x).
+func BenchmarkFootprint(b *testing.B) {
+	ix := open(b, b.TempDir())
+	defer ix.Close()
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		study := fmt.Sprintf("1.2.826.0.1.3680043.2.1125.%d", i/200)
+		in := indextest.NewInstance(fmt.Sprint("PAT", i/400), study, fmt.Sprintf("%s.%d", study, i/50), i)
+		if err := ix.PutInstance(ctx, in, uint64(i+1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		b.ReportMetric(float64(ru.Maxrss)/1024, "MB-maxrss")
 	}
 }
