@@ -35,7 +35,9 @@
 // last line, or corrupt lines up to the end of file, i.e. a write that never
 // completed and therefore was never acknowledged) is truncated and logged; a
 // corrupt line FOLLOWED by valid lines is an error, because dropping it would
-// silently lose acknowledged data.
+// silently lose acknowledged data. Earlier segments were fdatasync'ed before
+// rotation and are not re-read at Open; Replay verifies every record it
+// reads and fails with ErrCorrupt on a bad one.
 package journal
 
 import (

@@ -425,3 +425,41 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 }
+
+// TestWriteFailurePoisons: after a failed write/fdatasync the journal
+// refuses every later Append (retrying could acknowledge lost data).
+func TestWriteFailurePoisons(t *testing.T) {
+	dir := t.TempDir()
+	j := mustOpen(t, dir, Options{})
+	if _, err := j.Append(context.Background(), &Event{Kind: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	j.seg.Close() // make the next write fail
+	if _, err := j.Append(context.Background(), &Event{Kind: "k"}); err == nil {
+		t.Fatal("Append succeeded on a failed segment")
+	}
+	if _, err := j.Append(context.Background(), &Event{Kind: "k"}); err == nil {
+		t.Fatal("journal not poisoned after a write failure")
+	}
+	if s := j.AppendAsync(&Event{Kind: "k"}); s != 0 {
+		t.Fatal("AppendAsync accepted an event on a poisoned journal")
+	}
+	j.Close()
+	j = mustOpen(t, dir, Options{})
+	defer j.Close()
+	if j.LastSeq() != 1 {
+		t.Fatalf("LastSeq after reopen = %d, want 1", j.LastSeq())
+	}
+}
+
+func TestAppendContextCanceled(t *testing.T) {
+	j := mustOpen(t, t.TempDir(), Options{})
+	defer j.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	// Either outcome is allowed (the flusher may win the race), but an
+	// error must wrap context.Canceled.
+	if _, err := j.Append(ctx, &Event{Kind: "k"}); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("Append with canceled ctx: %v", err)
+	}
+}
