@@ -20,7 +20,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/fnv"
 	"io"
 	"log/slog"
@@ -237,8 +236,7 @@ func (p *Pipeline) store(ctx context.Context, rq *Request) (*Result, error) {
 		return p.duplicate(ctx, rq, ts, prev)
 	}
 
-	key := p.blobKey(rq.SOPInstanceUID)
-	bw, err := p.Blobs.Create(ctx, key)
+	key, bw, err := p.createBlob(ctx, rq.SOPInstanceUID)
 	if err != nil {
 		drain(rq.Data)
 		return nil, &Error{Status: StatusOutOfResources, Cause: "storage", Err: fmt.Errorf("create blob: %w", err)}
@@ -265,8 +263,15 @@ func (p *Pipeline) store(ctx context.Context, rq *Request) (*Result, error) {
 		return nil, &Error{Status: StatusOutOfResources, Cause: "storage", Err: fmt.Errorf("write file meta: %w", err)}
 	}
 	h := sha256.New()
-	tee := &teeReader{r: rq.Data, w: cw, h: h}
+	sink := newAsyncSink(cw, h)
+	tee := &teeReader{r: rq.Data, w: sink}
 	scan, err := dicom.Scan(tee, ts, p.Limits, wantTag)
+	if serr := sink.Close(); serr != nil && tee.werr == nil {
+		tee.werr = serr
+	}
+	if err == nil && tee.werr != nil {
+		err = tee.werr
+	}
 	if err != nil {
 		drain(rq.Data)
 		return nil, scanError(tee, err)
@@ -338,7 +343,7 @@ func (p *Pipeline) duplicate(ctx context.Context, rq *Request, ts dicom.Transfer
 	identical := true
 	if rq != nil {
 		h := sha256.New()
-		tee := &teeReader{r: rq.Data, w: io.Discard, h: h}
+		tee := &teeReader{r: rq.Data, w: h}
 		if _, err := dicom.Scan(tee, ts, p.Limits, func(dicom.Tag) bool { return false }); err != nil {
 			drain(rq.Data)
 			return nil, scanError(tee, err)
@@ -441,6 +446,18 @@ func (p *Pipeline) journalRefusal(rq *Request, ie *Error) {
 	})
 	p.logger().Warn("instance refused", "sop", rq.SOPInstanceUID, "calling_ae", rq.Source.CallingAE,
 		"channel", rq.Source.Channel, "status", fmt.Sprintf("%04X", ie.Status), "err", ie.Err)
+}
+
+// createBlob creates the blob of a new instance, under a key the store
+// picks when it can prepare blobs ahead of time.
+func (p *Pipeline) createBlob(ctx context.Context, sop string) (string, storage.BlobWriter, error) {
+	if uc, ok := p.Blobs.(storage.UniqueCreator); ok {
+		bw, key, err := uc.CreateUnique(ctx)
+		return key, bw, err
+	}
+	key := p.blobKey(sop)
+	bw, err := p.Blobs.Create(ctx, key)
+	return key, bw, err
 }
 
 // blobKey spreads blobs over 256 directories and makes every write unique, so
@@ -597,7 +614,6 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 type teeReader struct {
 	r    io.Reader
 	w    io.Writer
-	h    hash.Hash
 	rerr error
 	werr error
 }
@@ -605,7 +621,6 @@ type teeReader struct {
 func (t *teeReader) Read(b []byte) (int, error) {
 	n, err := t.r.Read(b)
 	if n > 0 {
-		t.h.Write(b[:n])
 		if t.werr == nil {
 			if _, werr := t.w.Write(b[:n]); werr != nil {
 				t.werr = werr

@@ -28,6 +28,7 @@ func newPipeline(t *testing.T, dir string, ix storage.Index) *Pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { b.Close() })
 	return &Pipeline{Blobs: b, Index: ix, Journal: j, Limits: dicom.DefaultLimits(), ImplementationClassUID: "1.2.3"}
 }
 

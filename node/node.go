@@ -101,6 +101,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 			return nil, fmt.Errorf("node: blobs: %w", err)
 		}
 		n.Blobs = b
+		n.closers = append(n.closers, b.Close)
 	}
 	dup, err := ingest.ParseDuplicatePolicy(cfg.DICOM.DuplicatePolicy)
 	if err != nil {

@@ -97,3 +97,11 @@ func CheckKey(key string) error {
 	}
 	return nil
 }
+
+// UniqueCreator is an optional ability of a Blobs: create a blob under a
+// fresh key the store chooses. A store may prepare such blobs ahead of time,
+// off the caller's critical path (creating a file costs an inode allocation
+// that, on a busy ext4 directory, takes as long as receiving the instance).
+type UniqueCreator interface {
+	CreateUnique(ctx context.Context) (BlobWriter, string, error)
+}

@@ -50,6 +50,8 @@ type Store struct {
 	unsynced map[string]struct{}
 
 	noSFR atomic.Bool // sync_file_range unsupported
+
+	pool pool
 }
 
 var _ storage.Blobs = (*Store)(nil)
@@ -411,6 +413,12 @@ func (s *Store) Walk(ctx context.Context, fn func(key string, size int64) error)
 		if err != nil {
 			return fmt.Errorf("fsblob: walk: %w", err)
 		}
-		return fn(filepath.ToSlash(rel), info.Size())
+		key := filepath.ToSlash(rel)
+		if s.isPooled(key) {
+			return nil // prepared ahead, not a blob yet
+		}
+		return fn(key, info.Size())
 	})
 }
+
+func errorsIsExists(err error) bool { return errors.Is(err, storage.ErrExists) }
