@@ -50,6 +50,8 @@ type Store struct {
 	unsynced map[string]struct{}
 
 	noSFR atomic.Bool // sync_file_range unsupported
+	// direct: blobs are written with O_DIRECT (see direct.go).
+	direct bool
 
 	pool pool
 }
@@ -72,7 +74,37 @@ func New(dir string) (*Store, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("fsblob: %w", err)
 	}
-	return &Store{root: abs, unsynced: make(map[string]struct{})}, nil
+	return &Store{root: abs, unsynced: make(map[string]struct{}), direct: probeDirect(abs)}, nil
+}
+
+// Options tune a Store.
+type Options struct {
+	// Buffered disables direct I/O: writes go through the page cache and
+	// start writeback early with sync_file_range.
+	Buffered bool
+}
+
+// NewWithOptions is New with options.
+func NewWithOptions(dir string, o Options) (*Store, error) {
+	s, err := New(dir)
+	if err != nil {
+		return nil, err
+	}
+	if o.Buffered {
+		s.direct = false
+	}
+	return s, nil
+}
+
+// Direct reports whether the store writes with O_DIRECT.
+func (s *Store) Direct() bool { return s.direct }
+
+func (s *Store) openFlags() int {
+	fl := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if s.direct {
+		fl |= unix.O_DIRECT
+	}
+	return fl
 }
 
 // Root returns the root directory.
@@ -91,12 +123,12 @@ func (s *Store) Create(ctx context.Context, key string) (storage.BlobWriter, err
 		return nil, err
 	}
 	p := s.path(key)
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(p, s.openFlags(), 0o644)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err = s.mkdirs(parentOf(key)); err != nil {
 			return nil, err
 		}
-		f, err = os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err = os.OpenFile(p, s.openFlags(), 0o644)
 	}
 	if errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("fsblob: create %s: %w", key, storage.ErrExists)
@@ -104,7 +136,7 @@ func (s *Store) Create(ctx context.Context, key string) (storage.BlobWriter, err
 	if err != nil {
 		return nil, fmt.Errorf("fsblob: create %s: %w", key, err)
 	}
-	return &writer{s: s, key: key, f: f, buf: make([]byte, 0, bufSize)}, nil
+	return s.newWriter(key, f), nil
 }
 
 func parentOf(key string) string {
@@ -180,8 +212,19 @@ func syncDir(dir string) error {
 	return nil
 }
 
+func (s *Store) newWriter(key string, f *os.File) *writer {
+	if s.direct {
+		return &writer{s: s, key: key, f: f, direct: true}
+	}
+	return &writer{s: s, key: key, f: f, buf: make([]byte, 0, bufSize)}
+}
+
 // writer implements storage.BlobWriter.
 type writer struct {
+	direct bool
+	abuf   *[]byte // aligned chunk (direct)
+	alen   int
+
 	s         *Store
 	key       string
 	f         *os.File
@@ -199,6 +242,9 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	if w.committed || w.aborted || w.f == nil {
 		return 0, errors.New("fsblob: write after commit/abort")
+	}
+	if w.direct {
+		return w.writeDirect(p)
 	}
 	n := len(p)
 	if len(w.buf)+len(p) <= cap(w.buf) {
@@ -279,7 +325,11 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := w.flush(); err != nil {
+	if w.direct {
+		if err := w.finishDirect(); err != nil {
+			return err
+		}
+	} else if err := w.flush(); err != nil {
 		return err
 	}
 	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
@@ -305,6 +355,7 @@ func (w *writer) Abort() error {
 		return nil
 	}
 	w.aborted = true
+	w.releaseDirect()
 	var errs []error
 	if w.f != nil {
 		if err := w.f.Close(); err != nil {

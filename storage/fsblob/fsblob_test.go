@@ -22,6 +22,33 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceBuffered runs the suite with direct I/O off (the path
+// taken on filesystems without O_DIRECT).
+func TestConformanceBuffered(t *testing.T) {
+	blobtest.Run(t, func(t *testing.T) storage.Blobs {
+		s, err := NewWithOptions(t.TempDir(), Options{Buffered: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Direct() {
+			t.Fatal("Buffered option ignored")
+		}
+		return s
+	})
+}
+
+func TestDirectIOIsUsedWhereSupported(t *testing.T) {
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test machines' temp dirs are ext4: direct I/O must be on there,
+	// or the conformance suite above would not exercise it.
+	if !s.Direct() {
+		t.Fatalf("O_DIRECT not used on %s", s.Root())
+	}
+}
+
 func TestReopenAndDirSync(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "blobs")
 	s, err := New(dir)

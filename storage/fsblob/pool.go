@@ -52,7 +52,7 @@ func (s *Store) CreateUnique(ctx context.Context) (storage.BlobWriter, string, e
 			s.pool.mu.Lock()
 			delete(s.pool.keys, p.key)
 			s.pool.mu.Unlock()
-			return &writer{s: s, key: p.key, f: p.f, buf: make([]byte, 0, bufSize)}, p.key, nil
+			return s.newWriter(p.key, p.f), p.key, nil
 		}
 	default:
 	}
