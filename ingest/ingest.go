@@ -15,7 +15,6 @@ package ingest
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -32,6 +31,7 @@ import (
 	"github.com/relais-health/relais/dicom"
 	"github.com/relais-health/relais/journal"
 	"github.com/relais-health/relais/storage"
+	"github.com/zeebo/xxh3"
 )
 
 // DICOM statuses the pipeline answers with (PS3.4 Table B.2-1, PS3.7 C).
@@ -262,7 +262,7 @@ func (p *Pipeline) store(ctx context.Context, rq *Request) (*Result, error) {
 		drain(rq.Data)
 		return nil, &Error{Status: StatusOutOfResources, Cause: "storage", Err: fmt.Errorf("write file meta: %w", err)}
 	}
-	h := sha256.New()
+	h := xxh3.New128()
 	sink := newAsyncSink(cw, h)
 	tee := &teeReader{r: rq.Data, w: sink}
 	scan, err := dicom.Scan(tee, ts, p.Limits, wantTag)
@@ -276,11 +276,11 @@ func (p *Pipeline) store(ctx context.Context, rq *Request) (*Result, error) {
 		drain(rq.Data)
 		return nil, scanError(tee, err)
 	}
-	inst, warn, err := p.instance(rq, scan, key, cw.n, hex.EncodeToString(h.Sum(nil)))
+	inst, warn, err := p.instance(rq, scan, key, cw.n, checksum(h))
 	if err != nil {
 		return nil, err
 	}
-	if prev != nil && prev.SHA256 == inst.SHA256 {
+	if prev != nil && prev.Checksum == inst.Checksum {
 		// Replace policy, identical bytes: never store twice.
 		return p.duplicate(ctx, nil, ts, prev)
 	}
@@ -342,13 +342,13 @@ func (p *Pipeline) commit(ctx context.Context, bw storage.BlobWriter, inst *stor
 func (p *Pipeline) duplicate(ctx context.Context, rq *Request, ts dicom.TransferSyntax, prev *storage.Instance) (*Result, error) {
 	identical := true
 	if rq != nil {
-		h := sha256.New()
+		h := xxh3.New128()
 		tee := &teeReader{r: rq.Data, w: h}
 		if _, err := dicom.Scan(tee, ts, p.Limits, func(dicom.Tag) bool { return false }); err != nil {
 			drain(rq.Data)
 			return nil, scanError(tee, err)
 		}
-		identical = hex.EncodeToString(h.Sum(nil)) == prev.SHA256
+		identical = checksum(h) == prev.Checksum
 	}
 	ev := &journal.Event{Kind: "instance.duplicate", StudyUID: prev.StudyInstanceUID, SeriesUID: prev.SeriesInstanceUID, SOPInstanceUID: prev.SOPInstanceUID}
 	if rq != nil {
@@ -405,13 +405,18 @@ func (p *Pipeline) instance(rq *Request, scan *dicom.ScanResult, key string, siz
 		TransferSyntaxUID: rq.TransferSyntaxUID,
 		BlobKey:           key,
 		Size:              size,
-		SHA256:            sum,
+		Checksum:          sum,
 		ReceivedAt:        time.Now().UTC(),
 		Source:            rq.Source,
 		Attrs:             attrs,
 		CharacterSet:      strings.Join(ds.CharacterSet, `\`),
 	}
 	return inst, warn, nil
+}
+
+// checksum formats the data set's hash as stored in the index.
+func checksum(h *xxh3.Hasher128) string {
+	return "xxh3-128:" + hex.EncodeToString(h.Sum(nil))
 }
 
 func wantTag(t dicom.Tag) bool { return indexedTags[t] }

@@ -196,7 +196,7 @@ func TestDuplicatePolicies(t *testing.T) {
 			t.Errorf("policy %d same %v: %d blobs, want %d", tc.policy, tc.sameBytes, n, tc.wantBlobs)
 		}
 		now, _ := p.Index.GetInstance(ctx, c.SOPUID)
-		if (now.SHA256 == first.SHA256) != (tc.wantStored == "first") {
+		if (now.Checksum == first.Checksum) != (tc.wantStored == "first") {
 			t.Errorf("policy %d same %v: indexed version is not the %s", tc.policy, tc.sameBytes, tc.wantStored)
 		}
 		var dups int

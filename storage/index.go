@@ -26,8 +26,11 @@ type Instance struct {
 	TransferSyntaxUID string `json:"ts,omitempty"`
 	BlobKey           string `json:"blob"`
 	Size              int64  `json:"size"`
-	// SHA256 is the lowercase hex SHA-256 of the whole blob.
-	SHA256     string    `json:"sha256,omitempty"`
+	// Checksum identifies the data set's bytes (after the file meta, so the
+	// same instance sent by two AEs compares equal): "xxh3-128:<hex>". It
+	// detects corruption and duplicates; it is not a signature (the journal
+	// and, later, signed reports carry integrity against tampering).
+	Checksum   string    `json:"checksum,omitempty"`
 	ReceivedAt time.Time `json:"received"`
 	Source     Source    `json:"source"`
 	// Attrs holds DICOM attributes for query/retrieve and routing: key = 8

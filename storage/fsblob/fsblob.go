@@ -74,7 +74,31 @@ func New(dir string) (*Store, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("fsblob: %w", err)
 	}
-	return &Store{root: abs, unsynced: make(map[string]struct{}), direct: probeDirect(abs)}, nil
+	s := &Store{root: abs, unsynced: make(map[string]struct{}), direct: probeDirect(abs)}
+	if err := s.prepareDirs(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// prepareDirs creates the 256 directories CreateUnique spreads blobs over,
+// with one fsync of the root for all of them, so that no ingest ever waits
+// for a directory's creation and sync.
+func (s *Store) prepareDirs() error {
+	created := false
+	for i := 0; i < 256; i++ {
+		err := os.Mkdir(filepath.Join(s.root, fmt.Sprintf("%02x", i)), 0o755)
+		switch {
+		case err == nil:
+			created = true
+		case !errors.Is(err, fs.ErrExist):
+			return fmt.Errorf("fsblob: prepare directories: %w", err)
+		}
+	}
+	if created {
+		return syncDir(s.root)
+	}
+	return nil
 }
 
 // Options tune a Store.

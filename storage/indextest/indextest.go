@@ -31,7 +31,7 @@ func NewInstance(patient, study, series string, n int) *storage.Instance {
 		TransferSyntaxUID: "1.2.840.10008.1.2.1",
 		BlobKey:           "ab/cd/" + sop + ".dcm",
 		Size:              525 * 1024,
-		SHA256:            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		Checksum:          "xxh3-128:9f86d081884c7d659a2feaa0c55ad015",
 		ReceivedAt:        T0.Add(time.Duration(n) * time.Second),
 		Source:            storage.Source{Channel: "dimse", CallingAE: "CT1", CalledAE: "RELAIS", RemoteAddr: "10.0.0.5:40000", Association: "a-1"},
 		CharacterSet:      "ISO_IR 192",
