@@ -173,7 +173,7 @@ func (a *assoc) setAccepted(pcs []PresentationContext, ourMax, peerMax uint32) {
 }
 
 func (a *assoc) start() {
-	go a.runLoop()
+	go a.runLoop(a.reqs)
 	go func() {
 		defer close(a.readerDone)
 		a.readLoop()
@@ -486,13 +486,13 @@ func (a *assoc) readLoop() {
 			}
 			continue
 		}
-		if n > MaxAssociatePDULength {
-			a.protocolError(AbortInvalidPDUParameterValue, fmt.Errorf("%w: %s length %d", ErrPDUTooLarge, typ, n))
-			return
-		}
 		p := newPDU(typ)
 		if p == nil {
 			a.protocolError(AbortUnrecognizedPDU, fmt.Errorf("%w: 0x%02X", ErrUnknownPDU, uint8(typ)))
+			return
+		}
+		if n > MaxAssociatePDULength {
+			a.protocolError(AbortInvalidPDUParameterValue, fmt.Errorf("%w: %s length %d", ErrPDUTooLarge, typ, n))
 			return
 		}
 		body := make([]byte, n)
@@ -854,9 +854,8 @@ func (a *assoc) dataPDV(buf *pbuf, pcID uint8, last bool, data []byte) error {
 
 // --- serving requests ---
 
-func (a *assoc) runLoop() {
+func (a *assoc) runLoop(reqs <-chan *incoming) {
 	defer close(a.runnerDone)
-	reqs := a.reqs
 	for {
 		select {
 		case inc, ok := <-reqs:

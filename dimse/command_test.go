@@ -42,7 +42,7 @@ func TestDecodeCommandErrors(t *testing.T) {
 		b    []byte
 	}{
 		{"truncated header", good[:5]},
-		{"length beyond end", append(append([]byte{}, good[:len(good)-1]...))},
+		{"length beyond end", good[:len(good)-1]},
 		{"no command field", (&Command{}).Encode()[:12]},
 		{"other group", []byte{8, 0, 0x16, 0, 0, 0, 0, 0}},
 		{"US of 3 bytes", []byte{0, 0, 0, 1, 3, 0, 0, 0, 1, 2, 3}},

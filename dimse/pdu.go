@@ -387,7 +387,8 @@ func WritePDU(w io.Writer, p PDU) error {
 // ReadPDU reads one PDU from r. A PDU whose declared length exceeds max is
 // refused with ErrPDUTooLarge before anything is allocated; an unknown PDU
 // type gives ErrUnknownPDU (after its body has been skipped when it fits
-// the limit); an inconsistent body gives ErrInvalidPDU.
+// the limit, so the stream stays in step); an inconsistent body gives
+// ErrInvalidPDU. Reserved fields are not tested (PS3.8 Section 9.3.1).
 func ReadPDU(r io.Reader, max uint32) (PDU, error) {
 	var hdr [6]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -395,15 +396,17 @@ func ReadPDU(r io.Reader, max uint32) (PDU, error) {
 	}
 	t := PDUType(hdr[0])
 	n := binary.BigEndian.Uint32(hdr[2:])
-	if n > max {
-		return nil, fmt.Errorf("%w: %s declares %d bytes, limit %d", ErrPDUTooLarge, t, n, max)
-	}
 	p := newPDU(t)
 	if p == nil {
-		if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
-			return nil, noEOF(err)
+		if n <= max {
+			if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+				return nil, noEOF(err)
+			}
 		}
 		return nil, fmt.Errorf("%w: 0x%02X", ErrUnknownPDU, hdr[0])
+	}
+	if n > max {
+		return nil, fmt.Errorf("%w: %s declares %d bytes, limit %d", ErrPDUTooLarge, t, n, max)
 	}
 	body := make([]byte, n)
 	if _, err := io.ReadFull(r, body); err != nil {
