@@ -579,3 +579,85 @@ func assocRQWithLyingItem() []byte {
 	pdu[2], pdu[3], pdu[4], pdu[5] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
 	return append(pdu, body.Bytes()...)
 }
+
+// TestJournalAndMetricsWhileServing queries the journal with the CLI while
+// relais serve runs on the same data, and reads the Prometheus metrics.
+func TestJournalAndMetricsWhileServing(t *testing.T) {
+	s := startServer(t, "", "")
+	h, p := s.hostPort()
+	files, err := testdicom.Study(t.TempDir(), 3, "1.2.840.10008.1.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := dcmtk(t, "storescu", append([]string{"-aet", "CT_JRNL", "-aec", "RELAIS", h, p}, files...)...); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	dcmtk(t, "echoscu", "-aet", "LOST", "-aec", "WRONG", h, p)
+	_, meta, _ := testdicom.DatasetOf(files[0])
+	var study string
+	for _, ev := range storedEvents(t, s.data) {
+		study = ev.StudyUID
+	}
+	if study == "" {
+		t.Fatal("no instance.stored event")
+	}
+	run := func(args ...string) []journal.Event {
+		t.Helper()
+		out, err := exec.Command(relaisBin, append([]string{"journal", "--data", s.data, "--json"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("relais journal %v: %v", args, err)
+		}
+		var evs []journal.Event
+		dec := json.NewDecoder(bytes.NewReader(out))
+		for dec.More() {
+			var ev journal.Event
+			if err := dec.Decode(&ev); err != nil {
+				t.Fatalf("journal output: %v\n%s", err, out)
+			}
+			evs = append(evs, ev)
+		}
+		return evs
+	}
+	if evs := run("--study", study, "--kind", "instance.stored"); len(evs) != 3 {
+		t.Errorf("--study: %d events, want 3", len(evs))
+	}
+	if evs := run("--sop", meta.MediaStorageSOPInstanceUID); len(evs) != 1 || evs[0].AE != "CT_JRNL" {
+		t.Errorf("--sop: %+v", evs)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	var rej []journal.Event
+	for time.Now().Before(deadline) {
+		if rej = run("--kind", "association.rejected", "--since", "1h"); len(rej) > 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(rej) != 1 || rej[0].AE != "LOST" || !strings.Contains(rej[0].Reason, "called") {
+		t.Errorf("rejection not journaled as expected: %+v", rej)
+	}
+	if evs := run("--since", "2000-01-01", "--until", "2000-01-02"); len(evs) != 0 {
+		t.Errorf("--until filter let %d events through", len(evs))
+	}
+	// The table form works too and counts on stderr.
+	out, err := exec.Command(relaisBin, "journal", "--data", s.data, "--ae", "CT_JRNL").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "instance.stored") {
+		t.Errorf("table output: %v\n%s", err, out)
+	}
+
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`relais_instances_stored_total{channel="dimse"} 3`,
+		`relais_dimse_associations_total{outcome="rejected"} 1`,
+		`relais_ingest_duration_seconds_count{channel="dimse"} 3`,
+		`relais_bytes_stored_total{channel="dimse"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
