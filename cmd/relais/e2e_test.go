@@ -661,3 +661,50 @@ func TestJournalAndMetricsWhileServing(t *testing.T) {
 		}
 	}
 }
+
+// peakRSS reads a process's VmHWM in MB.
+func peakRSS(t *testing.T, pid int) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			var kb float64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
+
+// TestLargeInstanceBoundedMemory stores a 200 MB instance: it must arrive
+// whole and byte-identical while the server's peak RSS stays far below the
+// instance's size (the data set streams from P-DATA to disk).
+func TestLargeInstanceBoundedMemory(t *testing.T) {
+	s := startServer(t, "", "")
+	h, p := s.hostPort()
+	c := &testdicom.CT{PatientName: "Big^Study", PatientID: "BIG", StudyUID: testdicom.UID(), SeriesUID: testdicom.UID(),
+		SOPUID: testdicom.UID(), Instance: 1, Rows: 10000, Columns: 10000, TransferSyntax: "1.2.840.10008.1.2.1"}
+	b, err := c.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "big.dcm")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b = nil
+	before := peakRSS(t, s.cmd.Process.Pid)
+	if out, err := dcmtk(t, "storescu", "-aec", "RELAIS", h, p, path); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	peak := peakRSS(t, s.cmd.Process.Pid)
+	t.Logf("200 MB instance: server peak RSS %.0f MB (before: %.0f MB)", peak, before)
+	if peak > 150 {
+		t.Errorf("server peak RSS %.0f MB for a 200 MB instance: the data set is being buffered", peak)
+	}
+	assertStoredIdentical(t, s.data, []string{path})
+}
