@@ -270,3 +270,54 @@ func TestConcurrentStoresShareFsyncs(t *testing.T) {
 		t.Errorf("no group commit: %d syncs for %d appends", p.Journal.Syncs(), p.Journal.Appends())
 	}
 }
+
+// failingBlobs is a storage.Blobs whose writes fail, as on a full disk.
+type failingBlobs struct {
+	storage.Blobs
+	failCommit bool
+}
+
+type failingWriter struct {
+	storage.BlobWriter
+	failCommit bool
+}
+
+func (f failingBlobs) Create(ctx context.Context, key string) (storage.BlobWriter, error) {
+	w, err := f.Blobs.Create(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return failingWriter{w, f.failCommit}, nil
+}
+
+func (f failingWriter) Write(p []byte) (int, error) {
+	if f.failCommit {
+		return f.BlobWriter.Write(p)
+	}
+	return 0, errors.New("no space left on device")
+}
+
+func (f failingWriter) Commit(ctx context.Context) error {
+	if f.failCommit {
+		return errors.New("fdatasync: input/output error")
+	}
+	return f.BlobWriter.Commit(ctx)
+}
+
+func TestStorageFailuresAreOutOfResources(t *testing.T) {
+	for _, failCommit := range []bool{false, true} {
+		ix := memindex.New()
+		p := newPipeline(t, t.TempDir(), ix)
+		inner, _ := fsblob.New(t.TempDir())
+		p.Blobs = failingBlobs{Blobs: inner, failCommit: failCommit}
+		c, ds := ct(t, nil)
+		_, err := p.Store(context.Background(), request(c, ds))
+		var ie *Error
+		if !errors.As(err, &ie) || ie.Status != StatusOutOfResources {
+			t.Fatalf("failCommit=%v: err %v, want A700", failCommit, err)
+		}
+		if _, err := ix.GetInstance(context.Background(), c.SOPUID); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("failCommit=%v: a failed instance was indexed", failCommit)
+		}
+	}
+}
