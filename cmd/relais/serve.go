@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/relais-health/relais/config"
 	"github.com/relais-health/relais/node"
@@ -50,7 +51,7 @@ Flags override the configuration file.`,
 			if err != nil {
 				return err
 			}
-			defer n.Close()
+			defer closeWithin(n, 30*time.Second, log)
 			n.Pprof = pprof
 			if err := n.Listen(); err != nil {
 				return err
@@ -67,6 +68,22 @@ Flags override the configuration file.`,
 	cmd.Flags().BoolVar(&pprof, "pprof", false, "serve /debug/pprof on the HTTP listener (profiling)")
 	cmd.Flags().MarkHidden("pprof")
 	return cmd
+}
+
+// closeWithin closes the node's storage but never hangs the process: the
+// journal is the index's write-ahead log, so exiting without a clean index
+// close loses nothing.
+func closeWithin(n *node.Node, d time.Duration, log *slog.Logger) {
+	done := make(chan error, 1)
+	go func() { done <- n.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Error("close storage", "err", err)
+		}
+	case <-time.After(d):
+		log.Error("storage did not close in time; exiting (the journal replays at next start)", "waited", d)
+	}
 }
 
 func newLogger(c config.Log) *slog.Logger {

@@ -85,23 +85,35 @@ func (w *writer) pwrite(b []byte) error {
 	return nil
 }
 
-// finishDirect writes the tail padded to the alignment, then trims the file
-// to its real size. The caller fdatasyncs.
+// finishDirect writes the unaligned tail through the page cache (O_DIRECT
+// cleared on the descriptor), which sets the exact size without the
+// truncate a padded direct write would need. The caller fdatasyncs.
 func (w *writer) finishDirect() error {
 	if w.alen > 0 {
-		padded := (w.alen + directAlign - 1) &^ (directAlign - 1)
-		clear((*w.abuf)[w.alen:padded])
-		if err := w.pwrite((*w.abuf)[:padded]); err != nil {
-			return err
+		tail := (*w.abuf)[:w.alen]
+		aligned := w.alen &^ (directAlign - 1)
+		if aligned > 0 {
+			if err := w.pwrite(tail[:aligned]); err != nil {
+				return err
+			}
+			w.off += int64(aligned)
+			tail = tail[aligned:]
 		}
-		size := w.off + int64(w.alen)
-		if padded != w.alen {
-			if err := w.f.Truncate(size); err != nil {
-				w.err = fmt.Errorf("fsblob: truncate %s: %w", w.key, err)
+		if len(tail) > 0 {
+			fd := int(w.f.Fd())
+			fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+			if err == nil {
+				_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl&^unix.O_DIRECT)
+			}
+			if err == nil {
+				_, err = w.f.WriteAt(tail, w.off)
+			}
+			if err != nil {
+				w.err = fmt.Errorf("fsblob: write %s: %w", w.key, err)
 				return w.err
 			}
+			w.off += int64(len(tail))
 		}
-		w.off = size
 		w.alen = 0
 	}
 	w.releaseDirect()
