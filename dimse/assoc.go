@@ -260,10 +260,17 @@ func (a *assoc) send(ctx context.Context, pcID uint8, cmd *Command, data []byte,
 	if err := a.lockWrite(ctx); err != nil {
 		return err
 	}
-	defer a.unlockWrite()
 	if act, st, err := a.step(Evt9); err != nil || (act != DT1 && act != AR7) {
+		a.unlockWrite()
 		return fmt.Errorf("%w: cannot send %s in %v", ErrAssociationEnded, cmd.Field, st)
 	}
+	err := a.sendLocked(ctx, pcID, cmd, data, r)
+	a.unlockWrite()
+	return a.fail(err, ctx)
+}
+
+// sendLocked writes the message; the caller holds wsem.
+func (a *assoc) sendLocked(ctx context.Context, pcID uint8, cmd *Command, data []byte, r io.Reader) error {
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, func() { a.nc.SetWriteDeadline(time.Unix(1, 0)) })
 		defer stop()
@@ -277,14 +284,12 @@ func (a *assoc) send(ctx context.Context, pcID uint8, cmd *Command, data []byte,
 		b = binary.BigEndian.AppendUint32(b, uint32(len(data)+2))
 		b = append(b, pcID, 2)
 		b = append(b, data...)
-		data = nil
-		r = nil
 		a.scratch = b
-		return a.fail(a.writeRaw(b), ctx)
+		return a.writeRaw(b)
 	}
 	a.scratch = b
 	if err := a.writeRaw(b); err != nil {
-		return a.fail(err, ctx)
+		return err
 	}
 	switch {
 	case data != nil:
@@ -295,7 +300,7 @@ func (a *assoc) send(ctx context.Context, pcID uint8, cmd *Command, data []byte,
 				n, flags = a.sendMax, 0
 			}
 			if err := a.writePDV(pcID, flags, data[:n]); err != nil {
-				return a.fail(err, ctx)
+				return err
 			}
 			data = data[n:]
 			if flags == 2 {
@@ -303,13 +308,13 @@ func (a *assoc) send(ctx context.Context, pcID uint8, cmd *Command, data []byte,
 			}
 		}
 	case r != nil:
-		return a.fail(a.streamData(pcID, r), ctx)
+		return a.streamData(ctx, pcID, r)
 	}
 	return nil
 }
 
 // streamData sends a data set read from r.
-func (a *assoc) streamData(pcID uint8, r io.Reader) error {
+func (a *assoc) streamData(ctx context.Context, pcID uint8, r io.Reader) error {
 	b1, b2 := getBuf(a.sendMax), getBuf(a.sendMax)
 	defer b1.release()
 	defer b2.release()
@@ -322,6 +327,9 @@ func (a *assoc) streamData(pcID uint8, r io.Reader) error {
 		return a.writePDV(pcID, 2, cur[:n])
 	}
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		m, err := io.ReadFull(r, next)
 		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 			return &sourceError{err}
@@ -683,9 +691,20 @@ func (a *assoc) sendReleaseRP() {
 func (a *assoc) finishRequests() {
 	close(a.reqs)
 	a.reqs = nil
+	// The reader is not reading meanwhile: a handler waiting for the peer
+	// (a C-GET sub-operation) would wait forever; bound the wait.
+	d := a.artim
+	if d <= 0 {
+		d = DefaultARTIMTimeout
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-a.runnerDone:
 	case <-a.ctx.Done():
+	case <-t.C:
+		a.log.Warn("dimse: requests still running at A-RELEASE-RQ, aborting", "assoc", a.id())
+		a.abortLocal(AbortServiceUser, AbortReasonNotSpecified, false, "requests still running at A-RELEASE-RQ", nil)
 	}
 }
 
