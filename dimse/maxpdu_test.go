@@ -154,7 +154,9 @@ func TestCGetSubOperation(t *testing.T) {
 	}))
 	// The server must accept CT storage for the SCP role.
 	srv := dimsetest.NewServer(t, &dimse.Server{AETitle: "RELAIS", Handler: mux,
-		AbstractSyntaxes: func(uid string) bool { return uid == patientRootGet || uid == ctImageStorage || uid == dimse.VerificationSOPClass }})
+		AbstractSyntaxes: func(uid string) bool {
+			return uid == patientRootGet || uid == ctImageStorage || uid == dimse.VerificationSOPClass
+		}})
 	p := dimsetest.DialPeer(t, srv.Addr)
 	rq := dimsetest.AssociateRQ("RAW", "RELAIS",
 		dimse.PresentationContextRQItem{ID: 3, AbstractSyntax: patientRootGet, TransferSyntaxes: []string{dimse.ImplicitVRLittleEndian}},
