@@ -1094,6 +1094,17 @@ func (a *assoc) request(ctx context.Context, pcID uint8, cmd *Command, data []by
 		case <-ctx.Done():
 			return Status{}, ctx.Err()
 		case <-a.ctx.Done():
+			// A response that arrived just before the end still counts.
+			select {
+			case inc := <-ch:
+				if inc.data != nil {
+					inc.data.drain()
+				}
+				if inc.cmd.Status.Category() != CategoryPending {
+					return inc.cmd.Status, nil
+				}
+			default:
+			}
 			return Status{}, a.endError()
 		}
 	}
