@@ -341,3 +341,33 @@ func TestDcmtkStorescp(t *testing.T) {
 type logText struct{ f *os.File }
 
 func (l logText) String() string { b, _ := os.ReadFile(l.f.Name()); return string(b) }
+
+func TestDcmtkEchoscuAbortAndRepeat(t *testing.T) {
+	needTool(t, "echoscu")
+	srv := dimsetest.NewServer(t, &dimse.Server{AETitle: "RELAIS", Handler: newMux(nil)})
+	h, p := hostPort(srv.Addr)
+	run(t, "echoscu", "--repeat", "3", "--abort", "-pdu", "4096", "-aec", "RELAIS", h, p)
+	ev := srv.WaitEvent(t, 5*time.Second, dimsetest.Kind(dimse.AssociationAborted))
+	if !ev.ByPeer || ev.AbortSource != uint8(dimse.AbortServiceUser) || ev.Assoc.PeerMaxPDULength != 4096 {
+		t.Errorf("event %+v assoc %+v", ev, ev.Assoc)
+	}
+}
+
+func TestDcmtkStorescuManyFilesOneAssociation(t *testing.T) {
+	needTool(t, "storescu")
+	fx := makeFixtures(t)
+	sink := newSink()
+	mux := newMux(nil)
+	mux.Handle(dimse.CStore, secondaryCapture, sink)
+	srv := dimsetest.NewServer(t, &dimse.Server{AETitle: "RELAIS", Handler: mux, MaxPDULength: 8192})
+	h, p := hostPort(srv.Addr)
+	var files []string
+	for _, n := range []string{"explicit", "implicit", "bigendian", "explicit", "implicit"} {
+		files = append(files, fx[n].path)
+	}
+	run(t, "storescu", append([]string{"-aec", "RELAIS", "-pdu", "16384", h, p}, files...)...)
+	srv.WaitEvent(t, 5*time.Second, dimsetest.Kind(dimse.AssociationReleased))
+	if n := len(srv.Events()); n != 2 { // accepted, released
+		t.Errorf("events: %+v", srv.Events())
+	}
+}

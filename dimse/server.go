@@ -27,8 +27,9 @@ const (
 
 // Server accepts associations (as association-acceptor, PS3.8 Section 7.1)
 // and serves their DIMSE requests with Handler. A zero Server is valid: it
-// accepts every association and answers nothing but C-ECHO... when its
-// Handler is nil, every request gets 0x0122 or 0x0211.
+// accepts every association and any abstract syntax, and with a nil
+// Handler answers every request with 0x0122 or 0x0211. A Server must not
+// be copied after first use; its fields must not change while it serves.
 type Server struct {
 	AETitle string  // our AE title
 	Handler Handler // usually a *ServeMux
