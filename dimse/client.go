@@ -46,6 +46,11 @@ type Association struct {
 // Sections 7.1 and 9.2: AE-1, AE-2, then AE-3 or AE-4). A rejection is
 // returned as a *Rejection error.
 func Dial(ctx context.Context, addr string, opts DialOptions) (*Association, error) {
+	for _, ae := range []string{opts.CallingAE, opts.CalledAE} {
+		if len(ae) > 16 {
+			return nil, fmt.Errorf("dimse: AE title %q longer than 16 characters", ae)
+		}
+	}
 	var m Machine
 	m.Requestor = true
 	m.Step(Evt1, true) // AE-1 → Sta4
