@@ -110,10 +110,10 @@ func makeFixtures(t *testing.T) map[string]dicomFile {
 			fixturesErr = err
 			return
 		}
-		im := image.NewGray(image.Rect(0, 0, 64, 48))
-		for y := 0; y < 48; y++ {
-			for x := 0; x < 64; x++ {
-				im.SetGray(x, y, color.Gray{uint8(x*4 + y)})
+		im := image.NewGray(image.Rect(0, 0, 512, 400)) // 200 KB uncompressed: many PDUs
+		for y := 0; y < 400; y++ {
+			for x := 0; x < 512; x++ {
+				im.SetGray(x, y, color.Gray{uint8(x*x + 3*y)})
 			}
 		}
 		var jb bytes.Buffer
@@ -196,8 +196,11 @@ func TestDcmtkStorescu(t *testing.T) {
 			mux.Handle(dimse.CStore, secondaryCapture, sink)
 			// The file's syntax first in our preference, so storescu sends
 			// the file's bytes unchanged.
-			srv := dimsetest.NewServer(t, &dimse.Server{AETitle: "RELAIS", Handler: mux,
+			srv := dimsetest.NewServer(t, &dimse.Server{AETitle: "RELAIS", Handler: mux, MaxPDULength: 8192,
 				TransferSyntaxes: append([]string{f.ts}, dimse.DefaultTransferSyntaxes...)})
+			if name != "jpeg" && len(f.dataset) < 100_000 {
+				t.Fatalf("fixture too small to need many PDUs: %d", len(f.dataset))
+			}
 			h, p := hostPort(srv.Addr)
 			args := []string{"-aet", "STORESCU", "-aec", "RELAIS"}
 			if name == "jpeg" {
