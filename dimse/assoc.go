@@ -68,6 +68,8 @@ type assoc struct {
 	wclosed  atomic.Bool
 	scratch  []byte // command PDU encoding, guarded by wsem
 	hdr      [12]byte
+	wv       [2][]byte   // writev vector, guarded by wsem
+	nb       net.Buffers // over wv; a field so that WriteTo does not allocate
 	artim    time.Duration
 	idle     time.Duration
 	lingerTo time.Time // read deadline in Sta13, guarded by fsmMu
@@ -223,8 +225,10 @@ func (a *assoc) writePDV(pcID uint8, flags byte, data []byte) error {
 		_, err := a.nc.Write(b)
 		return err
 	}
-	bufs := net.Buffers{h, data}
-	_, err := bufs.WriteTo(a.nc)
+	a.wv[0], a.wv[1] = h, data
+	a.nb = a.wv[:]
+	_, err := a.nb.WriteTo(a.nc)
+	a.wv[1] = nil
 	return err
 }
 
