@@ -418,6 +418,12 @@ func (a *assoc) end(ev *Event, err error) {
 		}
 		a.cancel(err)
 		if ev != nil {
+			level := slog.LevelInfo
+			if ev.Kind == ProtocolError {
+				level = slog.LevelWarn
+			}
+			a.log.Log(context.Background(), level, "dimse: association ended", "assoc", a.id(), "kind", ev.Kind,
+				"detail", ev.Detail, "err", ev.Err)
 			a.emit(*ev)
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -135,7 +136,10 @@ func (s *Server) Serve(l net.Listener) error {
 				return ErrServerClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTemporary) {
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) ||
+				errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
+				// Out of file descriptors or a connection gone before
+				// accept: back off and keep serving, as net/http does.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				time.Sleep(backoff)
 				continue
@@ -160,8 +164,6 @@ func (s *Server) Serve(l net.Listener) error {
 		}()
 	}
 }
-
-var errTemporary = errors.New("temporary")
 
 // Shutdown stops accepting, then waits for the associations in progress to
 // end; when ctx ends first, it aborts them (A-ABORT) and returns ctx.Err().

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -37,6 +38,10 @@ func NewServer(t testing.TB, srv *dimse.Server) *Server {
 		t.Fatal(err)
 	}
 	s := &Server{Server: srv, Addr: l.Addr().String(), notify: make(chan struct{}, 1), done: make(chan error, 1)}
+	if srv.Logger == nil {
+		// Exercise every log statement without cluttering test output.
+		srv.Logger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	user := srv.OnEvent
 	srv.OnEvent = func(ev dimse.Event) {
 		s.mu.Lock()
