@@ -1077,7 +1077,24 @@ func (w *responseWriter) Store(ctx context.Context, sopClass, sopInstance string
 // request sends a request and waits for its final response (pending
 // responses and their data sets are skipped).
 func (a *assoc) request(ctx context.Context, pcID uint8, cmd *Command, data []byte, r io.Reader) (Status, error) {
+	final, _, err := a.requestEach(ctx, pcID, cmd, data, r, nil)
+	return final.Status, err
+}
+
+// maxResponseData bounds a response data set read into memory (C-FIND
+// identifiers, N-GET attribute lists).
+const maxResponseData = 64 << 20
+
+// requestEach sends a request and waits for its final response. Each
+// pending response is passed to pending with its data set; when pending
+// returns false, or ctx ends, a C-CANCEL-RQ is sent (PS3.7 Section 9.3.2.3)
+// and the final response is still awaited (for ctx, at most ARTIM).
+func (a *assoc) requestEach(ctx context.Context, pcID uint8, cmd *Command, data []byte, r io.Reader,
+	pending func(Command, []byte) bool) (Command, []byte, error) {
 	id := uint16(a.msgID.Add(1))
+	if id == 0 {
+		id = uint16(a.msgID.Add(1))
+	}
 	cmd.MessageID = id
 	ch := make(chan *incoming, 4)
 	a.mu.Lock()
@@ -1089,33 +1106,65 @@ func (a *assoc) request(ctx context.Context, pcID uint8, cmd *Command, data []by
 		a.mu.Unlock()
 	}()
 	if err := a.send(ctx, pcID, cmd, data, r); err != nil {
-		return Status{}, err
+		return Command{}, nil, err
 	}
+	cancelled := false
+	cancel := func() {
+		if !cancelled {
+			cancelled = true
+			a.send(context.Background(), pcID, &Command{Field: CCancelRQ, MessageIDBeingRespondedTo: id}, nil, nil)
+		}
+	}
+	receive := func(inc *incoming) (Command, []byte, bool, error) {
+		var body []byte
+		if inc.data != nil {
+			var err error
+			if pending != nil || inc.cmd.Status.Category() != CategoryPending {
+				body, err = io.ReadAll(io.LimitReader(inc.data, maxResponseData))
+			}
+			if derr := inc.data.drain(); err == nil && derr != nil {
+				err = derr
+			}
+			if err != nil {
+				return Command{}, nil, true, err
+			}
+		}
+		if inc.cmd.Status.Category() == CategoryPending {
+			if pending != nil && !cancelled && !pending(inc.cmd, body) {
+				cancel()
+			}
+			return Command{}, nil, false, nil
+		}
+		return inc.cmd, body, true, nil
+	}
+	done := ctx.Done()
+	var timeout <-chan time.Time
 	for {
 		select {
 		case inc := <-ch:
-			if inc.data != nil {
-				inc.data.drain()
+			c, body, final, err := receive(inc)
+			if final {
+				return c, body, err
 			}
-			if inc.cmd.Status.Category() == CategoryPending {
-				continue
-			}
-			return inc.cmd.Status, nil
-		case <-ctx.Done():
-			return Status{}, ctx.Err()
+		case <-done:
+			// Ask the peer to stop, then give it ARTIM to answer.
+			cancel()
+			done = nil
+			t := time.NewTimer(max(a.artim, time.Second))
+			defer t.Stop()
+			timeout = t.C
+		case <-timeout:
+			return Command{}, nil, ctx.Err()
 		case <-a.ctx.Done():
 			// A response that arrived just before the end still counts.
 			select {
 			case inc := <-ch:
-				if inc.data != nil {
-					inc.data.drain()
-				}
-				if inc.cmd.Status.Category() != CategoryPending {
-					return inc.cmd.Status, nil
+				if c, body, final, err := receive(inc); final {
+					return c, body, err
 				}
 			default:
 			}
-			return Status{}, a.endError()
+			return Command{}, nil, a.endError()
 		}
 	}
 }

@@ -327,3 +327,49 @@ func (as *Association) Abort() error {
 	}
 	return nil
 }
+
+// Find performs C-FIND (PS3.7 Section 9.1.2): identifier is the query
+// encoded in pc.TransferSyntax. Each pending response (FF00/FF01) is
+// passed to each with its identifier; when each returns false, or ctx
+// ends, a C-CANCEL-RQ is sent and the final response (usually FE00) is
+// awaited. The final status is returned.
+func (as *Association) Find(ctx context.Context, pc PresentationContext, identifier []byte,
+	each func(st Status, identifier []byte) bool) (Status, error) {
+	if pc.ID == 0 || !as.a.pcOK[pc.ID] {
+		return Status{}, fmt.Errorf("%w: context %d", ErrNoContext, pc.ID)
+	}
+	if err := as.lockOp(ctx); err != nil {
+		return Status{}, err
+	}
+	defer as.unlockOp()
+	if identifier == nil {
+		identifier = []byte{}
+	}
+	cmd := &Command{Field: CFindRQ, AffectedSOPClassUID: pc.AbstractSyntax, Priority: PriorityMedium}
+	final, _, err := as.a.requestEach(ctx, pc.ID, cmd, identifier, nil, func(c Command, body []byte) bool {
+		if each == nil {
+			return true
+		}
+		return each(c.Status, body)
+	})
+	if err != nil {
+		return Status{}, err
+	}
+	return final.Status, nil
+}
+
+// Do sends an arbitrary request and returns its final response command
+// and data set; pending responses go to pending (nil skips them). It is
+// the building block for services without a helper (C-MOVE, C-GET
+// without sub-operation handling, N-*). cmd.MessageID is assigned.
+func (as *Association) Do(ctx context.Context, pc PresentationContext, cmd Command, data []byte,
+	pending func(Command, []byte) bool) (Command, []byte, error) {
+	if pc.ID == 0 || !as.a.pcOK[pc.ID] {
+		return Command{}, nil, fmt.Errorf("%w: context %d", ErrNoContext, pc.ID)
+	}
+	if err := as.lockOp(ctx); err != nil {
+		return Command{}, nil, err
+	}
+	defer as.unlockOp()
+	return as.a.requestEach(ctx, pc.ID, &cmd, data, nil, pending)
+}

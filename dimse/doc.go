@@ -14,11 +14,21 @@
 //   - negotiate.go: presentation context negotiation as a pure function.
 //   - command.go, status.go: DIMSE command sets (PS3.7 Section 9.3 and
 //     Annex E) and status codes (PS3.7 Annex C).
-//   - assoc.go: the per-association engine shared by Server and Dial: one
-//     reader goroutine per association, P-DATA reassembly into a bounded
-//     stream of pooled buffers, fragmentation on send.
-//   - server.go, mux.go: Server, Handler, ServeMux, ResponseWriter.
-//   - client.go: Dial and Association (C-ECHO and C-STORE as SCU).
+//   - assoc.go, stream.go: the per-association engine shared by Server and
+//     Dial: one reader goroutine per association, P-DATA reassembly into a
+//     bounded stream of pooled buffers (streamDepth PDVs), fragmentation
+//     on send with one writev per PDU.
+//   - types.go, server.go, mux.go: Handler, ResponseWriter, Request,
+//     Event, Server, ServeMux.
+//   - client.go: Dial and Association (C-ECHO, C-STORE, C-FIND and a
+//     generic Do as SCU).
+//
+// Limits of this version: one operation at a time per association (the
+// asynchronous operations window is answered 1/1); while a handler does
+// not read Request.Data the reader goroutine waits for it (that is the
+// backpressure bounding memory), so an A-ABORT sent by the peer in that
+// moment is seen only once the handler reads or returns; no TLS (wrap the
+// net.Listener or use a tls.Conn-producing listener).
 //
 // The engine owns protocol failures: malformed PDUs, unexpected PDUs and
 // P-DATA on unaccepted presentation contexts end in an A-ABORT, an
