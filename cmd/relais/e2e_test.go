@@ -708,3 +708,25 @@ func TestLargeInstanceBoundedMemory(t *testing.T) {
 	}
 	assertStoredIdentical(t, s.data, []string{path})
 }
+
+func TestServeRefusesBadConfiguration(t *testing.T) {
+	cases := []struct{ yaml, key string }{
+		{"limits:\n  max_pdu_length: 12\n", "limits.max_pdu_length"},
+		{"dicom:\n  allowed_callers:\n    - {ae: CT, hosts: [10.0.0.0/77]}\n", "dicom.allowed_callers[0].hosts[0]"},
+		{"storage:\n  blobs: {backend: tape}\n", "storage.blobs.backend"},
+		{"ae_tilte: X\n", "ae_tilte"},
+	}
+	for _, tc := range cases {
+		p := filepath.Join(t.TempDir(), "bad.yaml")
+		os.WriteFile(p, []byte(tc.yaml), 0o600)
+		cmd := exec.Command(relaisBin, "serve", "--config", p, "--data", t.TempDir(), "--dicom-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Errorf("%q: serve started", tc.yaml)
+			continue
+		}
+		if !strings.Contains(string(out), tc.key) {
+			t.Errorf("%q: message does not name %s:\n%s", tc.yaml, tc.key, out)
+		}
+	}
+}
