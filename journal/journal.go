@@ -271,6 +271,7 @@ func scanForRecovery(f *os.File, seg segment) (good int64, lastSeq uint64, err e
 	var off int64
 	badAt := int64(-1)
 	var badErr error
+	endsAfterBad := false
 	expect := seg.first
 	for {
 		line, rerr := r.ReadSlice('\n')
@@ -302,9 +303,20 @@ func scanForRecovery(f *os.File, seg segment) (good int64, lastSeq uint64, err e
 				badAt, badErr = off, perr
 			}
 		} else {
-			if badAt >= 0 {
+			if badAt >= 0 && endsAfterBad {
+				// A synced write ended after the bad line: the bad line was
+				// acknowledged data, not a torn final batch.
 				return 0, 0, fmt.Errorf("%w: %s: invalid record at offset %d (%v) followed by valid record seq %d at offset %d: refusing to drop acknowledged events; inspect and repair the segment manually",
 					ErrCorrupt, seg.path, badAt, badErr, ev.Seq, off)
+			}
+			if badAt >= 0 {
+				// Valid lines after a bad one, with no synced write ending
+				// in between: all of it is the final, unacknowledged batch.
+				if line[8] == batchEnd {
+					endsAfterBad = true
+				}
+				off += int64(len(line))
+				continue
 			}
 			lastSeq = ev.Seq
 			expect++
@@ -331,7 +343,7 @@ func parseLine(line []byte) (*Event, error) {
 // checkLine verifies the checksum of a line and returns its JSON body.
 func checkLine(line []byte) ([]byte, error) {
 	line = bytes.TrimSuffix(line, []byte{'\n'})
-	if len(line) < 10 || line[8] != ' ' {
+	if len(line) < 10 || (line[8] != ' ' && line[8] != batchEnd) {
 		return nil, errors.New("malformed line")
 	}
 	var sum [4]byte
@@ -344,6 +356,23 @@ func checkLine(line []byte) ([]byte, error) {
 		return nil, fmt.Errorf("checksum mismatch (got %08x, want %08x)", got, want)
 	}
 	return body, nil
+}
+
+// batchEnd replaces the space after the checksum on the last line of each
+// synced write. Recovery uses it to tell a torn final batch (never
+// acknowledged: its blocks may reach the disk in any order on power loss, so
+// a bad line can precede good ones) from corruption of synced data.
+const batchEnd = '|'
+
+// markBatchEnd flags the last line of buf as the end of a synced write.
+func markBatchEnd(buf []byte) {
+	if len(buf) < 10 {
+		return
+	}
+	start := bytes.LastIndexByte(buf[:len(buf)-1], '\n') + 1
+	if len(buf)-start >= 10 {
+		buf[start+8] = batchEnd
+	}
 }
 
 // encodeLine renders an event as one journal line.
@@ -511,6 +540,7 @@ func (j *Journal) writeBatch(lines []pendingLine, buf []byte) ([]byte, error) {
 
 func (j *Journal) writeSync(buf []byte) error {
 	if len(buf) > 0 {
+		markBatchEnd(buf)
 		n, err := j.seg.Write(buf)
 		j.segSize += int64(n)
 		if err != nil {
