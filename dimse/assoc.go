@@ -637,7 +637,14 @@ func (a *assoc) unexpected(act Action, t PDUType) bool {
 	switch act {
 	case AA6: // ignore (Sta13)
 		return true
-	case AA7, AA8, AA1:
+	case AA7:
+		// Sta13: our A-ABORT is already sent and our write side closed;
+		// a second one could not be sent, so AA-7 degrades to ignoring.
+		if a.wclosed.Load() {
+			return true
+		}
+		fallthrough
+	case AA8, AA1:
 		err := fmt.Errorf("dimse: unexpected %s in %v", t, a.state())
 		a.log.Warn("dimse: unexpected PDU, aborting", "assoc", a.id(), "pdu", t)
 		a.end(&Event{Kind: ProtocolError, AbortSource: uint8(AbortServiceProvider), AbortReason: uint8(AbortUnexpectedPDU),

@@ -419,7 +419,10 @@ func (s *Server) beforeAssociation(a *assoc, err error) {
 		a.step(Evt17) // AA-5: closed without a word (port probe)
 		a.log.Debug("dimse: connection closed before A-ASSOCIATE-RQ", "remote", a.nc.RemoteAddr())
 	case errors.Is(err, ErrPDUTooLarge), errors.Is(err, ErrInvalidPDU), errors.Is(err, ErrUnknownPDU):
-		a.step(Evt19) // AA-1
+		// AA-1. Table 9-10 names the service-user as source in Sta2; we
+		// send source service-provider with the diagnostic reason, which
+		// tells the peer what went wrong (as for AA-8 later on).
+		a.step(Evt19)
 		reason := AbortInvalidPDUParameterValue
 		if errors.Is(err, ErrUnknownPDU) {
 			reason = AbortUnrecognizedPDU
