@@ -1,6 +1,6 @@
 # The whole test suite: vet, unit and integration tests against real peers
 # (dcmtk, versitygw), then every fuzz target for a bounded time.
-FUZZTIME ?= 20s
+FUZZTIME ?= 15s
 GO ?= go
 
 .PHONY: test unit fuzz build bench
@@ -19,6 +19,8 @@ fuzz:
 	$(GO) test ./dicom -run '^$$' -fuzz '^FuzzReadFileMeta$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dimse -run '^$$' -fuzz '^FuzzReadPDU$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dimse -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dimse -run '^$$' -fuzz '^FuzzAssociation$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dicom/charset -run '^$$' -fuzz '^FuzzCharsetDecode$$' -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) run ./bench/storebench -n 500 -runs 3
