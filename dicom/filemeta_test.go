@@ -148,7 +148,7 @@ func runTool(t *testing.T, name string, args ...string) string {
 func TestDCMTKCrossCheck(t *testing.T) {
 	for _, tool := range []string{"dcmdump", "dcmconv"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
+			t.Fatalf("%s not found: install dcmtk (apt-get install dcmtk); .ci/run does", tool)
 		}
 	}
 	dir := t.TempDir()

@@ -28,7 +28,7 @@ func needTool(t *testing.T, names ...string) {
 	t.Helper()
 	for _, n := range names {
 		if _, err := exec.LookPath(n); err != nil {
-			t.Skipf("%s not installed", n)
+			t.Fatalf("%s not found: install dcmtk (apt-get install dcmtk); .ci/run does", n)
 		}
 	}
 }
