@@ -66,6 +66,13 @@ type DICOM struct {
 	// AllowedCallers, when non-empty, is the exhaustive list of calling AEs
 	// (with the hosts they may come from) allowed to associate.
 	AllowedCallers []Caller `yaml:"allowed_callers"`
+	// QueryRetrieveCallers are the calling AEs (with their hosts) allowed to
+	// query and retrieve (C-FIND, C-MOVE, C-GET): images leave Relais only
+	// for these, and for loopback peers when QueryRetrieveLoopback is on.
+	QueryRetrieveCallers []Caller `yaml:"query_retrieve_callers"`
+	// QueryRetrieveLoopback lets any AE on this machine query and retrieve
+	// (default true: a first run works with local viewers).
+	QueryRetrieveLoopback bool `yaml:"query_retrieve_loopback"`
 	// DuplicatePolicy says what happens when a SOP Instance UID arrives twice:
 	// "keep-first" (default), "replace" or "reject".
 	DuplicatePolicy string `yaml:"duplicate_policy"`
@@ -144,7 +151,7 @@ func Default() *Config {
 			ARTIMTimeout:    Duration(30 * time.Second),
 			IdleTimeout:     Duration(5 * time.Minute),
 		},
-		DICOM:   DICOM{DuplicatePolicy: DuplicateKeepFirst},
+		DICOM:   DICOM{DuplicatePolicy: DuplicateKeepFirst, QueryRetrieveLoopback: true},
 		Storage: Storage{Blobs: Blobs{Backend: "fs", S3: S3Blob{Region: "us-east-1", AccessKeyEnv: "RELAIS_S3_ACCESS_KEY", SecretKeyEnv: "RELAIS_S3_SECRET_KEY"}}},
 		Log:     Log{Level: "info", Format: "text"},
 	}
@@ -292,6 +299,19 @@ func (c *Config) Validate() error {
 			if strings.TrimSpace(h) == "" {
 				return bad(fmt.Sprintf("%s.hosts[%d]", key, j), "empty host")
 			}
+			if strings.Contains(h, "/") {
+				if _, _, err := net.ParseCIDR(h); err != nil {
+					return bad(fmt.Sprintf("%s.hosts[%d]", key, j), "%q is not a CIDR range", h)
+				}
+			}
+		}
+	}
+	for i, cl := range c.DICOM.QueryRetrieveCallers {
+		key := fmt.Sprintf("dicom.query_retrieve_callers[%d]", i)
+		if err := ValidAETitle(cl.AE); err != nil {
+			return bad(key+".ae", "%v", err)
+		}
+		for j, h := range cl.Hosts {
 			if strings.Contains(h, "/") {
 				if _, _, err := net.ParseCIDR(h); err != nil {
 					return bad(fmt.Sprintf("%s.hosts[%d]", key, j), "%q is not a CIDR range", h)

@@ -56,3 +56,33 @@ func TestAdmitPolicy(t *testing.T) {
 		})
 	}
 }
+
+func TestMayQueryRetrieve(t *testing.T) {
+	def := config.Default()
+	listed := config.Default()
+	listed.DICOM.QueryRetrieveLoopback = false
+	listed.DICOM.QueryRetrieveCallers = []config.Caller{{AE: "VIEWER", Hosts: []string{"10.0.0.0/8"}}}
+	addr := func(ip string) net.Addr { return &net.TCPAddr{IP: net.ParseIP(ip), Port: 4000} }
+	cases := []struct {
+		name string
+		cfg  *config.Config
+		ae   string
+		from string
+		want bool
+	}{
+		{"default: loopback may", def, "ANY", "127.0.0.1", true},
+		{"default: IPv6 loopback may", def, "ANY", "::1", true},
+		{"default: remote may not", def, "ANY", "10.1.2.3", false},
+		{"listed AE from its range", listed, "VIEWER", "10.1.2.3", true},
+		{"listed AE from elsewhere", listed, "VIEWER", "192.168.0.1", false},
+		{"unlisted AE", listed, "OTHER", "10.1.2.3", false},
+		{"loopback turned off", listed, "OTHER", "127.0.0.1", false},
+	}
+	for _, tc := range cases {
+		n := &Node{Config: tc.cfg}
+		got := n.MayQueryRetrieve(context.Background(), &dimse.AssociationInfo{CallingAE: tc.ae, RemoteAddr: addr(tc.from)})
+		if got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
