@@ -55,6 +55,10 @@ type Study struct {
 	SOPClasses    []string          `json:"sop_classes,omitempty"` // sorted
 	FirstReceived time.Time         `json:"first_received"`
 	LastReceived  time.Time         `json:"last_received"`
+	// CharacterSet is the Specific Character Set of the first instance
+	// received (the one Attrs come from); "" for records written before it
+	// was kept.
+	CharacterSet string `json:"charset,omitempty"`
 }
 
 // Series aggregates the instances of a series.
@@ -75,6 +79,33 @@ type Patient struct {
 	// Attrs are the patient-level attributes of the first instance.
 	Attrs   map[string]string `json:"attrs,omitempty"`
 	Studies int               `json:"studies"`
+	// CharacterSet is the Specific Character Set of the instance Attrs
+	// come from ("" when unknown).
+	CharacterSet string `json:"charset,omitempty"`
+}
+
+// StudyKey names a secondary index over studies (see Index.StudiesBy).
+type StudyKey string
+
+// The secondary indices over studies. Values are as in Study.Attrs, except
+// StudyByPatientName whose values are the upper-cased component groups of
+// the name (each of "Yamada^Tarou=山田^太郎" is indexed on its own).
+const (
+	StudyByPatientID   StudyKey = "pid"
+	StudyByPatientName StudyKey = "pn"
+	StudyByDate        StudyKey = "date" // StudyDate, YYYYMMDD
+	StudyByAccession   StudyKey = "acc"
+	StudyByModality    StudyKey = "mod" // each modality in the study
+)
+
+// ValueRange selects the values of a secondary index. With Exact, the value
+// equals Value; otherwise it starts with Value and, when From or To are
+// set, From <= value and value <= To (byte order; To is inclusive of the
+// values it prefixes, so To "20261231" includes "20261231").
+type ValueRange struct {
+	Value    string
+	Exact    bool
+	From, To string
 }
 
 // Stats counts the rows of an index.
@@ -118,6 +149,16 @@ type Index interface {
 	SeriesInstances(ctx context.Context, seriesInstanceUID string, fn func(*Instance) error) error
 	// Studies calls fn for every study, ordered by study UID.
 	Studies(ctx context.Context, fn func(*Study) error) error
+	// StudiesBy calls fn, in index order, once for every study whose value
+	// of the secondary index key is in r (a study is reported once even if
+	// several of its values match). Studies listed by an index built before
+	// the index existed are found too (the index is built on first use).
+	StudiesBy(ctx context.Context, key StudyKey, r ValueRange, fn func(*Study) error) error
+	// StudySeries calls fn for every series of a study, ordered by series
+	// UID; an unknown study yields no call.
+	StudySeries(ctx context.Context, studyInstanceUID string, fn func(*Series) error) error
+	// Patients calls fn for every patient, ordered by Patient ID.
+	Patients(ctx context.Context, fn func(*Patient) error) error
 	// AppliedSeq returns the last journal sequence applied.
 	AppliedSeq(ctx context.Context) (uint64, error)
 	// Stats returns the row counts and total bytes.

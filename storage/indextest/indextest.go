@@ -82,6 +82,7 @@ func Run(t *testing.T, newIndex func(t *testing.T) storage.Index) {
 	run("NotFound", testNotFound)
 	run("Concurrent", testConcurrent)
 	run("InvalidUIDs", testInvalid)
+	run("Secondary", testSecondary)
 }
 
 var ctx = context.Background()
@@ -465,5 +466,114 @@ func testInvalid(t *testing.T, ix storage.Index) {
 		if p, err := ix.GetPatient(ctx, id); err != nil || p.Studies != 1 {
 			t.Fatalf("patient %q: %+v %v", id, p, err)
 		}
+	}
+}
+
+func studyUIDs(t *testing.T, ix storage.Index, k storage.StudyKey, r storage.ValueRange) []string {
+	t.Helper()
+	var got []string
+	if err := ix.StudiesBy(ctx, k, r, func(s *storage.Study) error {
+		got = append(got, s.StudyInstanceUID)
+		return nil
+	}); err != nil {
+		t.Fatalf("StudiesBy(%s, %+v): %v", k, r, err)
+	}
+	sort.Strings(got)
+	return got
+}
+
+func testSecondary(t *testing.T, ix storage.Index) {
+	mk := func(patient, name, study, date, acc, mod string, n int) *storage.Instance {
+		in := NewInstance(patient, study, study+".1", n)
+		in.SeriesInstanceUID = study + "." + mod
+		in.SOPInstanceUID = in.SeriesInstanceUID + fmt.Sprintf(".%d", n)
+		in.Attrs["00100010"] = name
+		in.Attrs["00080020"] = date
+		in.Attrs["00080050"] = acc
+		in.Attrs["00080060"] = mod
+		in.Attrs["0020000E"] = in.SeriesInstanceUID
+		return in
+	}
+	a := mk("P1", "Smith^John", "1.1", "20260101", "A1", "CT", 1)
+	b := mk("P2", "Yamada^Tarou=山田^太郎=やまだ^たろう", "1.2", "20260215", "A2", "MR", 1)
+	c := mk("P1", "Smith^John", "1.3", "20261231", "A3", "CT", 1)
+	c2 := mk("P1", "Smith^John", "1.3", "20261231", "A3", "SR", 2)
+	for i, in := range []*storage.Instance{a, b, c, c2, c2} {
+		put(t, ix, in, uint64(i+1))
+	}
+	cases := []struct {
+		k    storage.StudyKey
+		r    storage.ValueRange
+		want []string
+	}{
+		{storage.StudyByPatientID, storage.ValueRange{Value: "P1", Exact: true}, []string{"1.1", "1.3"}},
+		{storage.StudyByPatientID, storage.ValueRange{Value: "P", Exact: true}, nil},
+		{storage.StudyByPatientName, storage.ValueRange{Value: "SMI"}, []string{"1.1", "1.3"}},
+		{storage.StudyByPatientName, storage.ValueRange{Value: "山田"}, []string{"1.2"}},
+		{storage.StudyByPatientName, storage.ValueRange{Value: "YAMADA^TAROU", Exact: true}, []string{"1.2"}},
+		{storage.StudyByDate, storage.ValueRange{From: "20260201", To: "20261231"}, []string{"1.2", "1.3"}},
+		{storage.StudyByDate, storage.ValueRange{To: "20260215"}, []string{"1.1", "1.2"}},
+		{storage.StudyByDate, storage.ValueRange{Value: "20260101", Exact: true}, []string{"1.1"}},
+		{storage.StudyByAccession, storage.ValueRange{Value: "A3", Exact: true}, []string{"1.3"}},
+		{storage.StudyByModality, storage.ValueRange{Value: "SR", Exact: true}, []string{"1.3"}},
+		{storage.StudyByModality, storage.ValueRange{Value: "CT", Exact: true}, []string{"1.1", "1.3"}},
+	}
+	for _, tc := range cases {
+		if got := studyUIDs(t, ix, tc.k, tc.r); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("StudiesBy(%s, %+v) = %v, want %v", tc.k, tc.r, got, tc.want)
+		}
+	}
+	var series []string
+	if err := ix.StudySeries(ctx, "1.3", func(s *storage.Series) error {
+		series = append(series, s.SeriesInstanceUID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"1.3.CT", "1.3.SR"}; !reflect.DeepEqual(series, want) {
+		t.Errorf("StudySeries = %v, want %v", series, want)
+	}
+	var pats []string
+	if err := ix.Patients(ctx, func(p *storage.Patient) error {
+		pats = append(pats, fmt.Sprintf("%s:%d", p.PatientID, p.Studies))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"P1:2", "P2:1"}; !reflect.DeepEqual(pats, want) {
+		t.Errorf("Patients = %v, want %v", pats, want)
+	}
+	// Deleting the only SR instance drops the study from the SR index;
+	// deleting the whole study drops every key.
+	if err := ix.DeleteInstance(ctx, c2.SOPInstanceUID, 10); err != nil {
+		t.Fatal(err)
+	}
+	if got := studyUIDs(t, ix, storage.StudyByModality, storage.ValueRange{Value: "SR", Exact: true}); got != nil {
+		t.Errorf("SR after delete: %v", got)
+	}
+	if err := ix.DeleteInstance(ctx, c.SOPInstanceUID, 11); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []storage.StudyKey{storage.StudyByPatientID, storage.StudyByPatientName, storage.StudyByDate, storage.StudyByAccession, storage.StudyByModality} {
+		for _, uid := range studyUIDs(t, ix, k, storage.ValueRange{}) {
+			if uid == "1.3" {
+				t.Errorf("deleted study still in index %s", k)
+			}
+		}
+	}
+	// Moving an instance to another patient moves its study keys.
+	moved := *a
+	moved.Attrs = map[string]string{}
+	for k, v := range a.Attrs {
+		moved.Attrs[k] = v
+	}
+	moved.PatientID = "P9"
+	moved.Attrs["00100020"] = "P9"
+	put(t, ix, &moved, 12)
+	if got := studyUIDs(t, ix, storage.StudyByPatientID, storage.ValueRange{Value: "P9", Exact: true}); !reflect.DeepEqual(got, []string{"1.1"}) {
+		t.Errorf("after move: %v", got)
+	}
+	if got := studyUIDs(t, ix, storage.StudyByPatientID, storage.ValueRange{Value: "P1", Exact: true}); got != nil {
+		t.Errorf("after move, P1: %v", got)
 	}
 }

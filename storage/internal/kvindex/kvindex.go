@@ -12,6 +12,15 @@
 //	ps/<patient id>\x00<study>       membership (empty value)
 //	meta/applied                     last journal seq applied (8 bytes BE)
 //	meta/stats                       row counts (JSON storage.Stats)
+//	meta/xver                        version of the secondary indices built
+//	x/<key>/<value>\x00<study>       secondary index over studies (empty
+//	                                 value): key is a storage.StudyKey
+//
+// The secondary indices are written in the same transaction as the rows
+// they point to: a study's attribute keys when the study row is created
+// and deleted, a modality key when the study's count of that modality goes
+// from 0 to 1 and back. An index that predates them is rebuilt on the first
+// StudiesBy (meta/xver records that it was).
 //
 // UIDs cannot contain '/', Patient IDs can, hence the NUL separator.
 package kvindex
@@ -55,9 +64,10 @@ type DB interface {
 // mutex (the ingest is the single writer; this avoids transaction conflicts
 // on the shared counters).
 type Index struct {
-	db DB
-	mu sync.Mutex // serializes writers; guards c
-	c  rowCache
+	db     DB
+	mu     sync.Mutex // serializes writers; guards c and xBuilt
+	c      rowCache
+	xBuilt bool
 }
 
 var _ storage.Index = (*Index)(nil)
@@ -74,6 +84,9 @@ const (
 	pPatMem   = "ps/"
 	kApplied  = "meta/applied"
 	kStats    = "meta/stats"
+	kXVer     = "meta/xver"
+	pX        = "x/"
+	xVersion  = "1"
 	pageSize  = 256
 )
 
@@ -254,7 +267,13 @@ func add(tx Txn, c *rowCache, inst *storage.Instance, enc []byte, st *storage.St
 			StudyInstanceUID: inst.StudyInstanceUID,
 			PatientID:        inst.PatientID,
 			Attrs:            storage.PickAttrs(inst.Attrs, storage.PatientLevelTags, storage.StudyLevelTags),
+			CharacterSet:     inst.CharacterSet,
 		}}
+		for _, k := range studyXKeys(&sr.Study) {
+			if err := tx.Set(k, nil); err != nil {
+				return err
+			}
+		}
 		st.Studies++
 		var p storage.Patient
 		pExists, err := optional(getJSON(tx, pPatient+sr.PatientID, &p))
@@ -262,7 +281,7 @@ func add(tx Txn, c *rowCache, inst *storage.Instance, enc []byte, st *storage.St
 			return err
 		}
 		if !pExists {
-			p = storage.Patient{PatientID: sr.PatientID, Attrs: storage.PickAttrs(inst.Attrs, storage.PatientLevelTags)}
+			p = storage.Patient{PatientID: sr.PatientID, Attrs: storage.PickAttrs(inst.Attrs, storage.PatientLevelTags), CharacterSet: inst.CharacterSet}
 			st.Patients++
 		}
 		p.Studies++
@@ -304,6 +323,11 @@ func add(tx Txn, c *rowCache, inst *storage.Instance, enc []byte, st *storage.St
 	if m := inst.Attrs[storage.ModalityTag]; m != "" {
 		if sr.ModalityCount == nil {
 			sr.ModalityCount = map[string]int{}
+		}
+		if sr.ModalityCount[m] == 0 {
+			if err := tx.Set(xKey(storage.StudyByModality, m, sr.StudyInstanceUID), nil); err != nil {
+				return err
+			}
 		}
 		sr.ModalityCount[m]++
 	}
@@ -368,6 +392,11 @@ func remove(tx Txn, c *rowCache, inst *storage.Instance, st *storage.Stats) erro
 	}
 	sr.Instances--
 	sr.Size -= inst.Size
+	if m := inst.Attrs[storage.ModalityTag]; m != "" && sr.ModalityCount[m] == 1 {
+		if err := tx.Delete(xKey(storage.StudyByModality, m, sr.StudyInstanceUID)); err != nil {
+			return err
+		}
+	}
 	decCount(sr.ModalityCount, inst.Attrs[storage.ModalityTag])
 	decCount(sr.SOPClassCount, inst.SOPClassUID)
 	if sr.Instances > 0 {
@@ -375,6 +404,16 @@ func remove(tx Txn, c *rowCache, inst *storage.Instance, st *storage.Stats) erro
 	}
 	if err := c.deleteStudy(tx, inst.StudyInstanceUID); err != nil {
 		return err
+	}
+	for _, k := range studyXKeys(&sr.Study) {
+		if err := tx.Delete(k); err != nil {
+			return err
+		}
+	}
+	for m := range sr.ModalityCount {
+		if err := tx.Delete(xKey(storage.StudyByModality, m, sr.StudyInstanceUID)); err != nil {
+			return err
+		}
 	}
 	st.Studies--
 	if err := tx.Delete(patMemKey(sr.PatientID, sr.StudyInstanceUID)); err != nil {
