@@ -92,6 +92,21 @@ type RemoteAE struct {
 	AE   string `yaml:"ae"`
 	Host string `yaml:"host"`
 	Port int    `yaml:"port"`
+	// Associations is the number of parallel associations used for the
+	// C-STORE sub-operations of a C-MOVE to this AE; 0 means
+	// DefaultMoveAssociations.
+	Associations int `yaml:"associations"`
+}
+
+// DefaultMoveAssociations is the default RemoteAE.Associations.
+const DefaultMoveAssociations = 4
+
+// MoveAssociations returns Associations, or its default.
+func (r RemoteAE) MoveAssociations() int {
+	if r.Associations <= 0 {
+		return DefaultMoveAssociations
+	}
+	return r.Associations
 }
 
 // Storage selects backends.
@@ -337,6 +352,9 @@ func (c *Config) Validate() error {
 		}
 		if r.Port < 1 || r.Port > 65535 {
 			return bad(key+".port", "%d is not a TCP port", r.Port)
+		}
+		if r.Associations < 0 || r.Associations > 32 {
+			return bad(key+".associations", "%d outside 0..32", r.Associations)
 		}
 	}
 	switch c.Storage.Blobs.Backend {

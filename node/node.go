@@ -166,6 +166,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	mux := dimse.NewServeMux()
 	mux.Handle(dimse.CEchoRQ, dicom.VerificationSOPClass, dimse.EchoHandler)
 	mux.HandleClasses(dimse.CStoreRQ, dicom.StorageSOPClasses, dimse.HandlerFunc(n.serveStore))
+	n.registerRetrieve(mux)
 	n.dimse = &dimse.Server{
 		AETitle:                   cfg.AETitle,
 		Handler:                   mux,
