@@ -28,6 +28,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCmd(), echoCmd(), sendCmd(), journalCmd())
+	root.AddCommand(moveCmd(), getCmd())
 	err := root.ExecuteContext(ctx)
 	var ee exitError
 	switch {
