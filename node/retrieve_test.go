@@ -186,7 +186,12 @@ func journalOf(t *testing.T, n *Node, kind string, want int) []*journal.Event {
 func TestMoveSCP(t *testing.T) {
 	dest := startDestination(t, 0, nil)
 	implicitOnly := startDestination(t, 0, []string{dicom.ImplicitVRLittleEndian})
-	closed := func() int { l, _ := net.Listen("tcp", "127.0.0.1:0"); p := l.Addr().(*net.TCPAddr).Port; l.Close(); return p }()
+	closed := func() int {
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		return p
+	}()
 	n := startNode(t, func(c *config.Config) {
 		c.RemoteAEs = []config.RemoteAE{dest.remote("dest", "DEST", 0), implicitOnly.remote("implicit", "IMPLICIT", 2),
 			{Name: "gone", AE: "GONE", Host: "127.0.0.1", Port: closed, Associations: 2}}
@@ -466,4 +471,3 @@ func TestRemoteAEAssociationsConfig(t *testing.T) {
 		}
 	}
 }
-
