@@ -53,6 +53,9 @@ type Limits struct {
 	MaxAssociations int      `yaml:"max_associations"`
 	ARTIMTimeout    Duration `yaml:"artim_timeout"`
 	IdleTimeout     Duration `yaml:"idle_timeout"`
+	// MaxFindResults bounds the matches of one C-FIND; beyond it the query
+	// ends with A700 (out of resources). 0 means unlimited.
+	MaxFindResults int `yaml:"max_find_results"`
 }
 
 // DICOM holds the association acceptance policy.
@@ -165,6 +168,7 @@ func Default() *Config {
 			MaxAssociations: 64,
 			ARTIMTimeout:    Duration(30 * time.Second),
 			IdleTimeout:     Duration(5 * time.Minute),
+			MaxFindResults:  10000,
 		},
 		DICOM:   DICOM{DuplicatePolicy: DuplicateKeepFirst, QueryRetrieveLoopback: true},
 		Storage: Storage{Blobs: Blobs{Backend: "fs", S3: S3Blob{Region: "us-east-1", AccessKeyEnv: "RELAIS_S3_ACCESS_KEY", SecretKeyEnv: "RELAIS_S3_SECRET_KEY"}}},
@@ -291,6 +295,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.IdleTimeout <= 0 {
 		return bad("limits.idle_timeout", "must be positive")
+	}
+	if c.Limits.MaxFindResults < 0 {
+		return bad("limits.max_find_results", "must not be negative (0 = unlimited)")
 	}
 	if c.Limits.MaxDatasetSize < 0 {
 		return bad("limits.max_dataset_size", "must not be negative")

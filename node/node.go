@@ -167,6 +167,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	mux.Handle(dimse.CEchoRQ, dicom.VerificationSOPClass, dimse.EchoHandler)
 	mux.HandleClasses(dimse.CStoreRQ, dicom.StorageSOPClasses, dimse.HandlerFunc(n.serveStore))
 	n.registerRetrieve(mux)
+	n.registerFind(mux)
 	n.dimse = &dimse.Server{
 		AETitle:                   cfg.AETitle,
 		Handler:                   mux,
