@@ -29,6 +29,7 @@ func main() {
 	}
 	root.AddCommand(serveCmd(), echoCmd(), sendCmd(), journalCmd())
 	root.AddCommand(moveCmd(), getCmd())
+	root.AddCommand(findCmd())
 	err := root.ExecuteContext(ctx)
 	var ee exitError
 	switch {
