@@ -32,6 +32,11 @@ type CT struct {
 	Rows, Columns               int // default 64×64
 	TransferSyntax              string
 	SOPClassOverride            string // a different SOP Class UID in the data set
+	// PatientNameRaw, when set, is written as the Patient's Name bytes
+	// as they are (e.g. ISO 2022 escape sequences) instead of PatientName.
+	PatientNameRaw []byte
+	// StudyDate, StudyTime and Modality default to 20261123, 031500, CT.
+	StudyDate, StudyTime, Modality string
 }
 
 // Dataset encodes the slice's data set (without file meta) in its syntax.
@@ -71,12 +76,17 @@ func (c *CT) Dataset() ([]byte, error) {
 		func() error { return e.WriteString(dicom.NewTag(0x0008, 0x0008), "CS", `ORIGINAL\PRIMARY\AXIAL`) },
 		func() error { return e.WriteString(dicom.TagSOPClassUID, "UI", cls) },
 		func() error { return e.WriteString(dicom.TagSOPInstanceUID, "UI", c.SOPUID) },
-		func() error { return e.WriteString(dicom.TagStudyDate, "DA", "20261123") },
-		func() error { return e.WriteString(dicom.TagStudyTime, "TM", "031500") },
+		func() error { return e.WriteString(dicom.TagStudyDate, "DA", or(c.StudyDate, "20261123")) },
+		func() error { return e.WriteString(dicom.TagStudyTime, "TM", or(c.StudyTime, "031500")) },
 		func() error { return e.WriteString(dicom.TagAccessionNumber, "SH", c.AccessionNumber) },
-		func() error { return e.WriteString(dicom.TagModality, "CS", "CT") },
+		func() error { return e.WriteString(dicom.TagModality, "CS", or(c.Modality, "CT")) },
 		func() error { return e.WriteString(dicom.TagStudyDescription, "LO", c.StudyDescription) },
-		func() error { return e.WriteString(dicom.TagPatientName, "PN", c.PatientName) },
+		func() error {
+			if c.PatientNameRaw != nil {
+				return e.WriteElement(dicom.TagPatientName, "PN", c.PatientNameRaw)
+			}
+			return e.WriteString(dicom.TagPatientName, "PN", c.PatientName)
+		},
 		func() error { return e.WriteString(dicom.TagPatientID, "LO", c.PatientID) },
 		func() error { return e.WriteString(dicom.TagStudyInstanceUID, "UI", c.StudyUID) },
 		func() error { return e.WriteString(dicom.TagSeriesInstanceUID, "UI", c.SeriesUID) },
@@ -102,6 +112,13 @@ func (c *CT) Dataset() ([]byte, error) {
 		}
 	}
 	return b.Bytes(), nil
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
 
 // File encodes the slice as a Part 10 file.
