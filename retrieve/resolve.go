@@ -14,10 +14,8 @@ import (
 // Unknown UIDs match nothing; an instance named twice is returned once.
 // Only index records are held, never instance data. An index failure is
 // wrapped with status A701 (unable to calculate number of matches).
-//
-// The PATIENT level scans every study of the index for the patient ID:
-// a stopgap until the query engine (package query) offers a patient
-// lookup.
+// The PATIENT level finds the patient's studies through the index's
+// patient ID secondary index (the one the query engine uses).
 func Resolve(ctx context.Context, ix storage.Index, k Keys) ([]*storage.Instance, error) {
 	var out []*storage.Instance
 	seen := make(map[string]bool)
@@ -35,10 +33,8 @@ func Resolve(ctx context.Context, ix storage.Index, k Keys) ([]*storage.Instance
 	switch k.Level {
 	case LevelPatient:
 		var studies []string
-		err = ix.Studies(ctx, func(s *storage.Study) error {
-			if s.PatientID == k.PatientID {
-				studies = append(studies, s.StudyInstanceUID)
-			}
+		err = ix.StudiesBy(ctx, storage.StudyByPatientID, storage.ValueRange{Value: k.PatientID, Exact: true}, func(s *storage.Study) error {
+			studies = append(studies, s.StudyInstanceUID)
 			return nil
 		})
 		for _, s := range studies {
