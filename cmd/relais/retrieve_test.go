@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relais-health/relais/dimse"
 	"github.com/relais-health/relais/internal/testdicom"
+	"github.com/relais-health/relais/retrieve"
 )
 
 // externalSCP is a dcmtk server run for a test.
@@ -269,4 +272,71 @@ func seriesUIDOf(t *testing.T, f string) string {
 	}
 	i, j := strings.Index(out, "["), strings.Index(out, "]")
 	return out[i+1 : j]
+}
+
+// TestMoveCancelAndRefusalGoAPI drives the relais binary with the retrieve
+// Go API: a C-CANCEL mid-way stops the sub-operations (FE00, fewer
+// instances at the destination, journaled), and a peer that may not
+// retrieve gets 0124.
+func TestMoveCancelAndRefusalGoAPI(t *testing.T) {
+	dest := startServer(t, "", "ae_title: DEST\n")
+	s := startServer(t, "", fmt.Sprintf(`remote_aes:
+  - {name: dest, ae: DEST, host: 127.0.0.1, port: %d, associations: 1}
+dicom:
+  query_retrieve_loopback: false
+  query_retrieve_callers: [{ae: VIEWER}]
+`, dest.dicomPort))
+	const n = 300
+	files, err := testdicom.Study(filepath.Join(t.TempDir(), "study"), n, "1.2.840.10008.1.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeInto(t, "RELAIS", s.dicomPort, files)
+	keys := retrieve.Keys{Level: retrieve.LevelStudy, Studies: []string{studyUIDOf(t, files[0])}}
+	addr := fmt.Sprintf("127.0.0.1:%d", s.dicomPort)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var pendings []retrieve.Counts
+	res, err := retrieve.Move(ctx, addr, retrieve.ClientOptions{CallingAE: "VIEWER", CalledAE: "RELAIS",
+		Progress: func(c retrieve.Counts) { pendings = append(pendings, c); cancel() }}, "DEST", keys)
+	if err != nil || res.Status.Code != dimse.StatusCancel {
+		t.Fatalf("cancelled move: %v %v", res.Status, err)
+	}
+	if len(pendings) == 0 || pendings[0].Remaining == 0 {
+		t.Errorf("pending responses %+v", pendings)
+	}
+	time.Sleep(300 * time.Millisecond)
+	stored := len(storedEvents(t, dest.data))
+	if res.Completed == 0 || res.Completed >= n || stored != res.Completed {
+		t.Errorf("cancelled after %d completed; destination stored %d of %d", res.Completed, stored, n)
+	}
+	if evs := journalKinds(t, s.data, "retrieve.move"); len(evs) != 1 || evs[0].Status != "FE00" {
+		t.Errorf("journal after cancel: %+v", evs)
+	}
+
+	_, err = retrieve.Move(context.Background(), addr, retrieve.ClientOptions{CallingAE: "STRANGER", CalledAE: "RELAIS"}, "DEST", keys)
+	var st dimse.Status
+	if !errors.As(err, &st) || st.Code != dimse.StatusNotAuthorized {
+		t.Fatalf("stranger's move: %v, want 0124", err)
+	}
+	out, err := exec.Command(relaisBin, "get", addr, "--aec", "RELAIS", "--aet", "STRANGER", "-q", "--out", t.TempDir(),
+		"-k", "StudyInstanceUID="+keys.Studies[0]).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "status 0124") {
+		t.Errorf("relais get by a stranger: %v\n%s", err, out)
+	}
+	refused := 0
+	for _, ev := range journalKinds(t, s.data, "retrieve") {
+		if ev.Status == "0124" && ev.AE == "STRANGER" {
+			refused++
+		}
+	}
+	if refused != 2 {
+		t.Errorf("%d refusals journaled, want 2", refused)
+	}
+	// Still serving: the whole study moves now.
+	res, err = retrieve.Move(context.Background(), addr, retrieve.ClientOptions{CallingAE: "VIEWER", CalledAE: "RELAIS"}, "DEST", keys)
+	if err != nil || res.Status.Code != dimse.StatusSuccess || res.Completed+res.Warning != n {
+		t.Fatalf("move after cancel: %v %+v %v", res.Status, res.Counts, err)
+	}
 }
