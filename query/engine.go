@@ -153,7 +153,9 @@ func namePrefix(v string) string {
 	if i := strings.IndexAny(v, "*?="); i >= 0 {
 		v = v[:i]
 	}
-	return strings.ToUpper(strings.TrimLeft(v, " "))
+	// Trailing empty components are not compared (normName), so they
+	// cannot be required of the index either.
+	return strings.TrimRight(strings.ToUpper(strings.TrimLeft(v, " ")), "^ ")
 }
 
 // plan is the way candidate studies are found.

@@ -132,6 +132,9 @@ func population(t testing.TB, ix storage.Index, studies int, seed uint64) {
 		study := fmt.Sprintf("1.2.826.0.1.%d", s)
 		date := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, r.IntN(730)).Format("20060102")
 		tm := fmt.Sprintf("%02d%02d00", r.IntN(24), r.IntN(60))
+		if s%17 == 0 { // ACR-NEMA dates still come from old modalities
+			date = date[:4] + "." + date[4:6] + "." + date[6:]
+		}
 		for se := 0; se < 1+r.IntN(3); se++ {
 			series := fmt.Sprintf("%s.%d", study, se)
 			mod := mods[r.IntN(len(mods))]
@@ -267,6 +270,9 @@ func TestPlannerAgainstNaive(t *testing.T) {
 		{Study, []string{"PatientName", "*JANE"}, "scan"},
 		{Study, []string{"PatientName", "山田*"}, "patient-name"},
 		{Study, []string{"PatientName", "müller^jürgen"}, "patient-name"},
+		{Study, []string{"PatientName", "LEE^"}, "patient-name"},
+		{Study, []string{"PatientName", "SMITH^JOHN^^="}, "patient-name"},
+		{Study, []string{"StudyDate", "20250105"}, "study-date"},
 		{Study, []string{"PatientID", "PID001"}, "patient-id"},
 		{Study, []string{"PatientID", "PID00*"}, "scan"},
 		{Study, []string{"AccessionNumber", "ACC0007"}, "accession"},

@@ -44,7 +44,8 @@ func studyXKeys(s *storage.Study) []string {
 			keys = append(keys, xKey(storage.StudyByPatientName, g, uid))
 		}
 	}
-	if d := strings.TrimSpace(s.Attrs["00080020"]); d != "" {
+	// Dates are indexed as YYYYMMDD (ACR-NEMA "YYYY.MM.DD" normalized).
+	if d := strings.ReplaceAll(strings.TrimSpace(s.Attrs["00080020"]), ".", ""); d != "" {
 		keys = append(keys, xKey(storage.StudyByDate, d, uid))
 	}
 	if a := s.Attrs["00080050"]; a != "" {
