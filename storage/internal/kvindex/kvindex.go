@@ -68,6 +68,7 @@ type Index struct {
 	mu     sync.Mutex // serializes writers; guards c and xBuilt
 	c      rowCache
 	xBuilt bool
+	xmu    sync.Mutex // serializes secondary index builds
 }
 
 var _ storage.Index = (*Index)(nil)
@@ -184,6 +185,13 @@ func (ix *Index) PutInstance(ctx context.Context, inst *storage.Instance, journa
 		st, err := ix.c.stats(tx)
 		if err != nil {
 			return err
+		}
+		if st.Studies == 0 && !ix.xBuilt {
+			// An empty index has complete secondary indices: no build
+			// will be needed.
+			if err := tx.Set(kXVer, []byte(xVersion)); err != nil {
+				return err
+			}
 		}
 		if exists {
 			if bytes.Equal(old, enc) {

@@ -55,14 +55,19 @@ func studyXKeys(s *storage.Study) []string {
 }
 
 // ensureSecondary builds the secondary indices of an index written before
-// they existed (idempotent: keys are set, never counted).
+// they existed (idempotent: keys are set, never counted). It takes the
+// writers' mutex one page of studies at a time, so the ingest goes on
+// while a large archive is indexed; writes meanwhile maintain the keys of
+// the studies they touch.
 func (ix *Index) ensureSecondary(ctx context.Context) error {
+	ix.xmu.Lock()
+	defer ix.xmu.Unlock()
 	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if ix.xBuilt {
+	built := ix.xBuilt
+	ix.mu.Unlock()
+	if built {
 		return nil
 	}
-	built := false
 	if err := ix.db.View(func(tx Txn) error {
 		b, err := tx.Get(kXVer)
 		ok, err := optional(err)
@@ -77,13 +82,14 @@ func (ix *Index) ensureSecondary(ctx context.Context) error {
 			return err
 		}
 		n := 0
+		ix.mu.Lock()
 		err := ix.db.Update(func(tx Txn) error {
 			var recs []*studyRec
 			err := tx.Iterate(pStudy, after, pageSize, false, func(key string, val []byte) error {
 				n++
 				after = key
 				r := new(studyRec)
-				if err := jsonUnmarshal(val, r); err != nil {
+				if err := json.Unmarshal(val, r); err != nil {
 					return fmt.Errorf("decode %q: %w", key, err)
 				}
 				recs = append(recs, r)
@@ -110,12 +116,15 @@ func (ix *Index) ensureSecondary(ctx context.Context) error {
 			}
 			return nil
 		})
+		ix.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("index: build secondary indices: %w", err)
 		}
 		built = n < pageSize
 	}
+	ix.mu.Lock()
 	ix.xBuilt = true
+	ix.mu.Unlock()
 	return nil
 }
 
@@ -249,7 +258,7 @@ func (ix *Index) Patients(ctx context.Context, fn func(*storage.Patient) error) 
 				n++
 				after = k
 				p := new(storage.Patient)
-				if err := jsonUnmarshal(val, p); err != nil {
+				if err := json.Unmarshal(val, p); err != nil {
 					return fmt.Errorf("decode %q: %w", k, err)
 				}
 				page = append(page, p)
@@ -269,5 +278,3 @@ func (ix *Index) Patients(ctx context.Context, fn func(*storage.Patient) error) 
 		}
 	}
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
