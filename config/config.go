@@ -56,6 +56,10 @@ type Limits struct {
 	// MaxFindResults bounds the matches of one C-FIND; beyond it the query
 	// ends with A700 (out of resources). 0 means unlimited.
 	MaxFindResults int `yaml:"max_find_results"`
+	// MoveAssociations bounds the associations opened at once, across all
+	// C-MOVEs, to send sub-operations to move destinations; beyond it a
+	// move waits for a slot.
+	MoveAssociations int `yaml:"move_associations"`
 }
 
 // DICOM holds the association acceptance policy.
@@ -163,12 +167,13 @@ func Default() *Config {
 		DataDir: "./relais-data",
 		Listen:  Listen{DICOM: ":11112", HTTP: ":8080"},
 		Limits: Limits{
-			MaxPDULength:    1 << 20,
-			MaxValueLength:  0xFFFFFFFE,
-			MaxAssociations: 64,
-			ARTIMTimeout:    Duration(30 * time.Second),
-			IdleTimeout:     Duration(5 * time.Minute),
-			MaxFindResults:  10000,
+			MaxPDULength:     1 << 20,
+			MaxValueLength:   0xFFFFFFFE,
+			MaxAssociations:  64,
+			ARTIMTimeout:     Duration(30 * time.Second),
+			IdleTimeout:      Duration(5 * time.Minute),
+			MaxFindResults:   10000,
+			MoveAssociations: 16,
 		},
 		DICOM:   DICOM{DuplicatePolicy: DuplicateKeepFirst, QueryRetrieveLoopback: true},
 		Storage: Storage{Blobs: Blobs{Backend: "fs", S3: S3Blob{Region: "us-east-1", AccessKeyEnv: "RELAIS_S3_ACCESS_KEY", SecretKeyEnv: "RELAIS_S3_SECRET_KEY"}}},
@@ -295,6 +300,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.IdleTimeout <= 0 {
 		return bad("limits.idle_timeout", "must be positive")
+	}
+	if c.Limits.MoveAssociations < 1 || c.Limits.MoveAssociations > 1024 {
+		return bad("limits.move_associations", "%d outside 1..1024", c.Limits.MoveAssociations)
 	}
 	if c.Limits.MaxFindResults < 0 {
 		return bad("limits.max_find_results", "must not be negative (0 = unlimited)")

@@ -25,10 +25,42 @@ const maxIdentifier = 1 << 20
 const maxJournaledFailures = 1000
 
 // registerRetrieve registers the C-MOVE and C-GET SCPs (Patient Root and
-// Study Root) on mux.
+// Study Root) on mux. The C-MOVEs share limits.move_associations slots for
+// their sub-operation associations.
 func (n *Node) registerRetrieve(mux *dimse.ServeMux) {
-	mux.HandleClasses(dimse.CMoveRQ, retrieve.MoveSOPClasses, dimse.HandlerFunc(n.serveMove))
+	slots := make(chan struct{}, max(1, n.Config.Limits.MoveAssociations))
+	mux.HandleClasses(dimse.CMoveRQ, retrieve.MoveSOPClasses, dimse.HandlerFunc(func(ctx context.Context, w dimse.ResponseWriter, r *dimse.Request) {
+		n.serveMove(ctx, w, r, slots)
+	}))
 	mux.HandleClasses(dimse.CGetRQ, retrieve.GetSOPClasses, dimse.HandlerFunc(n.serveGet))
+}
+
+// slotLane releases its association slot when closed.
+type slotLane struct {
+	retrieve.Lane
+	slots chan struct{}
+}
+
+func (l slotLane) Close(ctx context.Context) error {
+	defer func() { <-l.slots }()
+	return l.Lane.Close(ctx)
+}
+
+// limitLanes makes open wait for one of slots before opening a lane.
+func limitLanes(slots chan struct{}, open func(context.Context, int) (retrieve.Lane, error)) func(context.Context, int) (retrieve.Lane, error) {
+	return func(ctx context.Context, i int) (retrieve.Lane, error) {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		l, err := open(ctx, i)
+		if err != nil {
+			<-slots
+			return nil, err
+		}
+		return slotLane{l, slots}, nil
+	}
 }
 
 // retrieveJob is one C-MOVE or C-GET being served, with what its journal
@@ -191,8 +223,9 @@ func (n *Node) remoteAE(ae string) (config.RemoteAE, bool) {
 
 // serveMove is the C-MOVE SCP (PS3.4 C.4.2): the matches go to the move
 // destination, a configured remote AE, as C-STORE sub-operations over
-// several new associations.
-func (n *Node) serveMove(ctx context.Context, w dimse.ResponseWriter, r *dimse.Request) {
+// several new associations (remote_aes[].associations, each taking one of
+// slots while open).
+func (n *Node) serveMove(ctx context.Context, w dimse.ResponseWriter, r *dimse.Request, slots chan struct{}) {
 	j := &retrieveJob{n: n, w: w, r: r, kind: "retrieve.move", dest: strings.TrimSpace(r.Command.MoveDestination), start: time.Now()}
 	insts, ok := j.prepare(ctx)
 	if !ok {
@@ -213,7 +246,7 @@ func (n *Node) serveMove(ctx context.Context, w dimse.ResponseWriter, r *dimse.R
 	}
 	run := &retrieve.Run{
 		Blobs: n.Blobs, Instances: insts, Parallel: dest.MoveAssociations(),
-		Lanes:    retrieve.DialLanes(net.JoinHostPort(dest.Host, strconv.Itoa(dest.Port)), opts, insts),
+		Lanes:    limitLanes(slots, retrieve.DialLanes(net.JoinHostPort(dest.Host, strconv.Itoa(dest.Port)), opts, insts)),
 		Progress: j.progress, Logger: n.Logger,
 	}
 	j.finish(insts, run.Execute(ctx))

@@ -75,6 +75,8 @@ type destination struct {
 	mu           sync.Mutex
 	got          map[string]received
 	associations atomic.Int32
+	active       atomic.Int32 // C-STOREs being served
+	maxActive    atomic.Int32
 }
 
 func startDestination(t *testing.T, delay time.Duration, syntaxes []string) *destination {
@@ -82,6 +84,10 @@ func startDestination(t *testing.T, delay time.Duration, syntaxes []string) *des
 	d := &destination{got: map[string]received{}}
 	mux := dimse.NewServeMux()
 	mux.Handle(dimse.CStoreRQ, dicom.CTImageStorage, dimse.HandlerFunc(func(ctx context.Context, w dimse.ResponseWriter, r *dimse.Request) {
+		a := d.active.Add(1)
+		defer d.active.Add(-1)
+		for m := d.maxActive.Load(); a > m && !d.maxActive.CompareAndSwap(m, a); m = d.maxActive.Load() {
+		}
 		b, err := io.ReadAll(r.Data)
 		if err != nil {
 			w.Respond(dimse.Status{Code: dimse.StatusProcessingFailure}, nil)
@@ -454,6 +460,7 @@ func TestRemoteAEAssociationsConfig(t *testing.T) {
 		{"remote_aes: [{name: a, ae: A, host: h, port: 104, associations: 8}]", 8, ""},
 		{"remote_aes: [{name: a, ae: A, host: h, port: 104, associations: 99}]", 0, "remote_aes[0].associations"},
 		{"remote_aes: [{name: a, ae: A, host: h, port: 104, associations: -1}]", 0, "remote_aes[0].associations"},
+		{"limits: {move_associations: 0}\nremote_aes: [{name: a, ae: A, host: h, port: 104}]", 0, "limits.move_associations"},
 	}
 	for _, tc := range cases {
 		c, err := config.Parse([]byte(tc.yaml))
@@ -469,5 +476,23 @@ func TestRemoteAEAssociationsConfig(t *testing.T) {
 		if got := c.RemoteAEs[0].MoveAssociations(); got != tc.want {
 			t.Errorf("%s: %d associations, want %d", tc.yaml, got, tc.want)
 		}
+	}
+}
+
+// TestMoveAssociationsLimit: limits.move_associations caps the
+// sub-operation associations open at once, whatever the destination asks.
+func TestMoveAssociationsLimit(t *testing.T) {
+	dest := startDestination(t, 5*time.Millisecond, nil)
+	n := startNode(t, func(c *config.Config) {
+		c.Limits.MoveAssociations = 1
+		c.RemoteAEs = []config.RemoteAE{dest.remote("dest", "DEST", 4)}
+	})
+	s := storeStudy(t, n, 8, dicom.ExplicitVRLittleEndian)
+	final, _ := moveSCU(t, context.Background(), n, "VIEWER", retrieve.StudyRootMove, "DEST", retrieve.Keys{Level: "STUDY", Studies: []string{s.study}}, nil)
+	if final.Status.Code != dimse.StatusSuccess || count(final.Completed) != 8 {
+		t.Fatalf("status %v, %d completed", final.Status, count(final.Completed))
+	}
+	if m := dest.maxActive.Load(); m != 1 {
+		t.Errorf("%d C-STORE sub-operations at once over a single allowed association", m)
 	}
 }
