@@ -139,7 +139,6 @@ var (
 	tagPatientRelatedSeries    = dicom.NewTag(0x0020, 0x1202)
 	tagPatientRelatedInstances = dicom.NewTag(0x0020, 0x1204)
 	tagSOPClassesInStudy       = dicom.NewTag(0x0008, 0x0062)
-	tagTimezoneOffset          = dicom.NewTag(0x0008, 0x0201)
 )
 
 // Parse builds a Query from a C-FIND identifier scanned with all elements
