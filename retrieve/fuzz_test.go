@@ -1,0 +1,45 @@
+package retrieve
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/relais-health/relais/dicom"
+)
+
+// FuzzParseIdentifier: any identifier bytes give keys or an A900
+// identifier error, never a panic; valid keys re-encode to the same keys.
+func FuzzParseIdentifier(f *testing.F) {
+	for _, k := range []Keys{
+		{Level: "STUDY", Studies: []string{"1.2.3", "1.2.4"}},
+		{Level: "PATIENT", PatientID: "P1"},
+		{Level: "IMAGE", Instances: []string{"1.2.3.4"}},
+	} {
+		b, _ := k.Encode(dicom.ExplicitVRLittleEndian)
+		f.Add(b, true)
+		b, _ = k.Encode(dicom.ImplicitVRLittleEndian)
+		f.Add(b, false)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, explicit bool) {
+		ts := dicom.ImplicitVRLittleEndian
+		if explicit {
+			ts = dicom.ExplicitVRLittleEndian
+		}
+		k, err := ParseIdentifier(data, ts, PatientRootMove)
+		if err != nil {
+			if !errors.Is(err, ErrIdentifier) {
+				t.Fatalf("error not wrapping ErrIdentifier: %v", err)
+			}
+			return
+		}
+		b, err := k.Encode(ts)
+		if err != nil {
+			return // e.g. a value too long to re-encode
+		}
+		k2, err := ParseIdentifier(b, ts, PatientRootMove)
+		if err != nil || k2.Level != k.Level || k2.PatientID != k.PatientID || len(k2.Studies) != len(k.Studies) ||
+			len(k2.Series) != len(k.Series) || len(k2.Instances) != len(k.Instances) {
+			t.Fatalf("round trip: %+v -> %+v (%v)", k, k2, err)
+		}
+	})
+}
