@@ -250,10 +250,12 @@ func run(c *config) error {
 	}
 
 	results := make([][]float64, len(sources))
+	cpus := make([][]float64, len(sources))
 	for r := 0; r < c.runs; r++ {
 		for i, s := range sources {
 			os.RemoveAll(dstDir)
 			os.MkdirAll(dstDir, 0o755)
+			cpu0 := cpuTicks(s.p.cmd.Process.Pid)
 			t0 := time.Now()
 			out, err := tool("movescu", "-aet", "BENCH", "-aec", s.ae, "-aem", s.dest, "-S",
 				"-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID="+study, "127.0.0.1", strconv.Itoa(s.p.port))
@@ -266,8 +268,11 @@ func run(c *config) error {
 			if got := countFiles(dstDir); got != c.n {
 				return fmt.Errorf("%s: %d of %d instances arrived", s.name, got, c.n)
 			}
+			cpuMS := float64(cpuTicks(s.p.cmd.Process.Pid)-cpu0) * 10 / float64(c.n) // 100 ticks/s
 			results[i] = append(results[i], float64(c.n)/el.Seconds())
-			logf("run %d: %s (%s assoc): %d instances in %s: %.0f instances/s", r+1, s.name, s.assocs, c.n, el.Round(time.Millisecond), float64(c.n)/el.Seconds())
+			cpus[i] = append(cpus[i], cpuMS)
+			logf("run %d: %s (%s assoc): %d instances in %s: %.0f instances/s, %.2f CPU ms/instance", r+1, s.name, s.assocs, c.n,
+				el.Round(time.Millisecond), float64(c.n)/el.Seconds(), cpuMS)
 		}
 	}
 	med := func(xs []float64) float64 {
@@ -278,11 +283,28 @@ func run(c *config) error {
 	orth := med(results[2])
 	mb := float64(total) / 1e6
 	fmt.Printf("C-MOVE of one study (%d instances, %.0f MB) to dcmtk storescp --fork, movescu, median of %d runs\n\n", c.n, mb, c.runs)
-	fmt.Println("| source | sub-operation associations | instances/s | MB/s | vs Orthanc |")
-	fmt.Println("|---|---:|---:|---:|---:|")
+	fmt.Println("| source | sub-operation associations | instances/s | MB/s | source CPU ms/instance | vs Orthanc |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
 	for i, s := range sources {
 		m := med(results[i])
-		fmt.Printf("| %s | %s | %.0f | %.0f | %.2f× |\n", s.name, s.assocs, m, m*mb/float64(c.n), m/orth)
+		fmt.Printf("| %s | %s | %.0f | %.0f | %.2f | %.2f× |\n", s.name, s.assocs, m, m*mb/float64(c.n), med(cpus[i]), m/orth)
 	}
 	return nil
+}
+
+// cpuTicks is the user+system CPU time of a process, in clock ticks
+// (/proc/PID/stat fields 14 and 15; 0 if unreadable).
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndex(s, ")")+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + st
 }
