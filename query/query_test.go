@@ -464,3 +464,32 @@ func TestParseErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestParseISO2022Query(t *testing.T) {
+	ts, _ := dicom.LookupTransferSyntax(dicom.ExplicitVRLittleEndian)
+	var b bytes.Buffer
+	e := dicom.NewEncoder(&b, ts)
+	e.WriteString(dicom.TagSpecificCharacterSet, "CS", `\ISO 2022 IR 87`)
+	e.WriteString(dicom.TagQueryRetrieveLevel, "CS", "STUDY")
+	e.WriteElement(dicom.TagPatientName, "PN", []byte("\x1b$B\x3b\x33\x45\x44\x1b(B*")) // 山田*
+	sr, err := dicom.Scan(bytes.NewReader(b.Bytes()), ts, dicom.DefaultLimits(), dicom.WantAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := Parse(StudyRoot, sr.Dataset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := q.Get(dicom.TagPatientName); k.Value != "山田*" {
+		t.Fatalf("PatientName %q", k.Value)
+	}
+	ix := memindex.New()
+	population(t, ix, 40, 9)
+	if Plan(q) != "patient-name" {
+		t.Errorf("plan %s", Plan(q))
+	}
+	got := run(t, ix, q)
+	if want := naive(t, ix, q); len(got) == 0 || !reflect.DeepEqual(got, want) {
+		t.Errorf("engine %v, naive %v", got, want)
+	}
+}
