@@ -57,11 +57,19 @@ the final status is not success.`,
 				return fmt.Errorf("--level %q: PATIENT, STUDY, SERIES or IMAGE", level)
 			}
 			var keys []findscu.KeyValue
+			pos := map[dicom.Tag]int{}
 			for _, s := range keyArgs {
 				k, err := findscu.ParseKey(s)
 				if err != nil {
 					return err
 				}
+				if i, dup := pos[k.Tag]; dup { // one column per attribute
+					if k.Value != "" {
+						keys[i].Value = k.Value
+					}
+					continue
+				}
+				pos[k.Tag] = len(keys)
 				keys = append(keys, k)
 			}
 			ctx := cmd.Context()

@@ -55,6 +55,9 @@ func Contexts() []dimse.ProposedContext {
 func Identifier(level query.Level, keys []KeyValue, ts dicom.TransferSyntax) ([]byte, error) {
 	els := map[dicom.Tag]string{dicom.TagQueryRetrieveLevel: string(level)}
 	for _, k := range keys {
+		if v, dup := els[k.Tag]; dup && k.Value == "" && v != "" {
+			continue // a return key does not undo a matching key
+		}
 		els[k.Tag] = k.Value
 		for i := 0; i < len(k.Value); i++ {
 			if k.Value[i] >= 0x80 {
