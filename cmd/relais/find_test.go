@@ -273,7 +273,7 @@ func TestFindscuAgainstRelais(t *testing.T) {
 	t.Run("relais find against relais", func(t *testing.T) {
 		addr := fmt.Sprintf("127.0.0.1:%d", s.dicomPort)
 		out, err := exec.Command(relaisBin, "find", addr, "--aec", "RELAIS", "--level", "STUDY",
-			"-k", "PatientName=mü*", "-k", "(0010,0020)", "-k", "StudyDate=20260101-", "-k", "ModalitiesInStudy").CombinedOutput()
+			"-k", "PatientName=mü*", "-k", "(0010,0020)", "-k", "StudyDate=20260101-", "-k", "ModalitiesInStudy", "-k", "PatientName").CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "Müller^Jürgen") || !strings.Contains(string(out), `CT\MR`) || !strings.Contains(string(out), "1 matches, status 0000") {
 			t.Fatalf("relais find: %v\n%s", err, out)
 		}
