@@ -496,3 +496,32 @@ func TestMoveAssociationsLimit(t *testing.T) {
 		t.Errorf("%d C-STORE sub-operations at once over a single allowed association", m)
 	}
 }
+
+// TestGetCancel: a C-CANCEL during a C-GET stops the sub-operations on the
+// requestor's own association; the final status is FE00 and the
+// association stays usable.
+func TestGetCancel(t *testing.T) {
+	n := startNode(t, nil)
+	s := storeStudy(t, n, 40, dicom.ExplicitVRLittleEndian)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var got atomic.Int32
+	opts := retrieve.GetOptions{ClientOptions: retrieve.ClientOptions{CallingAE: "VIEWER", CalledAE: "RELAIS",
+		Progress: func(retrieve.Counts) { cancel() }}, StorageClasses: []string{dicom.CTImageStorage}}
+	res, err := retrieve.Get(ctx, n.DICOMAddr().String(), opts, retrieve.Keys{Level: "STUDY", Studies: []string{s.study}},
+		func(ctx context.Context, in *retrieve.Received) error {
+			io.Copy(io.Discard, in.Data)
+			time.Sleep(20 * time.Millisecond)
+			got.Add(1)
+			return nil
+		})
+	if err != nil || res.Status.Code != dimse.StatusCancel {
+		t.Fatalf("cancelled C-GET: %v %v", res.Status, err)
+	}
+	if res.Completed == 0 || res.Completed >= 40 || int(got.Load()) != res.Completed {
+		t.Errorf("%d completed, %d received", res.Completed, got.Load())
+	}
+	if evs := journalOf(t, n, "retrieve.get", 1); len(evs) != 1 || evs[0].Status != "FE00" {
+		t.Errorf("journal: %+v", evs)
+	}
+}
