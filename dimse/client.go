@@ -262,6 +262,22 @@ func (as *Association) Echo(ctx context.Context) (Status, error) {
 // the wire, aborts the association (a partial message cannot be
 // recovered).
 func (as *Association) Store(ctx context.Context, pc PresentationContext, sopClass, sopInstance string, data io.Reader) (Status, error) {
+	return as.StoreWith(ctx, pc, sopClass, sopInstance, data, StoreOptions{})
+}
+
+// StoreOptions are the optional fields of a C-STORE-RQ (PS3.7 Table 9.3-1).
+type StoreOptions struct {
+	// Priority: PriorityMedium when zero.
+	Priority uint16
+	// MoveOriginatorAE and MoveOriginatorMessageID identify the C-MOVE a
+	// sub-operation serves; the standard requires them on the C-STOREs of
+	// a C-MOVE so the destination can tie the instances to the request.
+	MoveOriginatorAE        string
+	MoveOriginatorMessageID uint16
+}
+
+// StoreWith is Store with the optional command fields.
+func (as *Association) StoreWith(ctx context.Context, pc PresentationContext, sopClass, sopInstance string, data io.Reader, o StoreOptions) (Status, error) {
 	if pc.ID == 0 || !as.a.pcOK[pc.ID] {
 		return Status{}, fmt.Errorf("%w: context %d", ErrNoContext, pc.ID)
 	}
@@ -269,7 +285,11 @@ func (as *Association) Store(ctx context.Context, pc PresentationContext, sopCla
 		return Status{}, err
 	}
 	defer as.unlockOp()
-	cmd := &Command{Field: CStoreRQ, AffectedSOPClassUID: sopClass, AffectedSOPInstanceUID: sopInstance, Priority: PriorityMedium}
+	cmd := &Command{Field: CStoreRQ, AffectedSOPClassUID: sopClass, AffectedSOPInstanceUID: sopInstance, Priority: PriorityMedium,
+		MoveOriginatorAE: o.MoveOriginatorAE, MoveOriginatorMessageID: o.MoveOriginatorMessageID}
+	if o.Priority != 0 {
+		cmd.Priority = o.Priority
+	}
 	if data == nil {
 		data = eofReader{}
 	}

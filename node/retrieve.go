@@ -246,7 +246,8 @@ func (n *Node) serveMove(ctx context.Context, w dimse.ResponseWriter, r *dimse.R
 	}
 	run := &retrieve.Run{
 		Blobs: n.Blobs, Instances: insts, Parallel: dest.MoveAssociations(),
-		Lanes:    limitLanes(slots, retrieve.DialLanes(net.JoinHostPort(dest.Host, strconv.Itoa(dest.Port)), opts, insts)),
+		Lanes: limitLanes(slots, retrieve.DialLanes(net.JoinHostPort(dest.Host, strconv.Itoa(dest.Port)), opts, insts,
+			dimse.StoreOptions{MoveOriginatorAE: r.Assoc.CallingAE, MoveOriginatorMessageID: r.Command.MessageID})),
 		Progress: j.progress, Logger: n.Logger,
 	}
 	j.finish(insts, run.Execute(ctx))

@@ -66,6 +66,8 @@ func storeStudy(t *testing.T, n *Node, count int, ts string) *testStudy {
 type received struct {
 	ts   string
 	data []byte
+	// originator is the Move Originator AE Title of the C-STORE-RQ.
+	originator string
 }
 
 // destination is an in-process C-STORE SCP standing for a move destination.
@@ -95,7 +97,7 @@ func startDestination(t *testing.T, delay time.Duration, syntaxes []string) *des
 		}
 		time.Sleep(delay)
 		d.mu.Lock()
-		d.got[r.Command.AffectedSOPInstanceUID] = received{r.Context.TransferSyntax, b}
+		d.got[r.Command.AffectedSOPInstanceUID] = received{r.Context.TransferSyntax, b, strings.TrimSpace(r.Command.MoveOriginatorAE)}
 		d.mu.Unlock()
 		w.Respond(dimse.Status{Code: dimse.StatusSuccess}, nil)
 	}))
@@ -270,6 +272,9 @@ func TestMoveSCP(t *testing.T) {
 			}
 			for _, sop := range tc.want {
 				r, ok := got[sop]
+				if ok && r.originator != "VIEWER" {
+					t.Errorf("%s: C-STORE sub-operation carries Move Originator AE %q, want VIEWER", sop, r.originator)
+				}
 				switch {
 				case !ok:
 					t.Errorf("%s not received", sop)
@@ -414,7 +419,7 @@ func TestGetSCP(t *testing.T) {
 					return err
 				}
 				mu.Lock()
-				got[in.SOPInstanceUID] = received{in.TransferSyntaxUID, b}
+				got[in.SOPInstanceUID] = received{ts: in.TransferSyntaxUID, data: b}
 				mu.Unlock()
 				return nil
 			})

@@ -59,14 +59,19 @@ func ProposeContexts(insts []*storage.Instance) []dimse.ProposedContext {
 
 // AssociationLane is a Lane over an association we requested (C-MOVE
 // sub-operations).
-type AssociationLane struct{ A *dimse.Association }
+type AssociationLane struct {
+	A *dimse.Association
+	// Originator identifies the C-MOVE these stores serve (Move
+	// Originator AE Title and Message ID); zero for plain stores.
+	Originator dimse.StoreOptions
+}
 
 // Contexts implements Lane.
 func (l AssociationLane) Contexts() []dimse.PresentationContext { return l.A.Accepted() }
 
 // Store implements Lane.
 func (l AssociationLane) Store(ctx context.Context, pc dimse.PresentationContext, sopClass, sopInstance string, data io.Reader) (dimse.Status, error) {
-	return l.A.Store(ctx, pc, sopClass, sopInstance, data)
+	return l.A.StoreWith(ctx, pc, sopClass, sopInstance, data, l.Originator)
 }
 
 // Close implements Lane.
@@ -79,15 +84,16 @@ func (l AssociationLane) Close(ctx context.Context) error {
 }
 
 // DialLanes returns a Run.Lanes that opens associations to a move
-// destination at addr proposing the contexts the instances need.
-func DialLanes(addr string, opts dimse.DialOptions, insts []*storage.Instance) func(ctx context.Context, i int) (Lane, error) {
+// destination at addr proposing the contexts the instances need; every
+// C-STORE carries originator (the C-MOVE's requestor AE and message ID).
+func DialLanes(addr string, opts dimse.DialOptions, insts []*storage.Instance, originator dimse.StoreOptions) func(ctx context.Context, i int) (Lane, error) {
 	opts.Contexts = ProposeContexts(insts)
 	return func(ctx context.Context, i int) (Lane, error) {
 		a, err := dimse.Dial(ctx, addr, opts)
 		if err != nil {
 			return nil, fmt.Errorf("associating with %s at %s: %w", opts.CalledAE, addr, err)
 		}
-		return AssociationLane{A: a}, nil
+		return AssociationLane{A: a, Originator: originator}, nil
 	}
 }
 
