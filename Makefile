@@ -1,6 +1,6 @@
 # The whole test suite: vet, unit and integration tests against real peers
 # (dcmtk, versitygw), then every fuzz target for a bounded time.
-FUZZTIME ?= 15s
+FUZZTIME ?= 10s
 GO ?= go
 
 .PHONY: test unit fuzz build bench
@@ -21,6 +21,9 @@ fuzz:
 	$(GO) test ./dimse -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dimse -run '^$$' -fuzz '^FuzzAssociation$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom/charset -run '^$$' -fuzz '^FuzzCharsetDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./query -run '^$$' -fuzz '^FuzzWildcard$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./query -run '^$$' -fuzz '^FuzzIdentifier$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./retrieve -run '^$$' -fuzz '^FuzzParseIdentifier$$' -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) run ./bench/storebench -n 500 -runs 3
