@@ -43,3 +43,19 @@ func FuzzParseIdentifier(f *testing.F) {
 		}
 	})
 }
+
+// TestNonASCIIPatientIDRoundTrip is the crash FuzzParseIdentifier found: a
+// Latin-1 Patient ID was re-encoded in UTF-8 without saying so.
+func TestNonASCIIPatientIDRoundTrip(t *testing.T) {
+	for _, ts := range []string{dicom.ExplicitVRLittleEndian, dicom.ImplicitVRLittleEndian} {
+		k := Keys{Level: "PATIENT", PatientID: "0Ð"}
+		b, err := k.Encode(ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k2, err := ParseIdentifier(b, ts, PatientRootMove)
+		if err != nil || k2.PatientID != k.PatientID {
+			t.Fatalf("%s: %q -> %q (%v)", ts, k.PatientID, k2.PatientID, err)
+		}
+	}
+}

@@ -149,6 +149,15 @@ func (k Keys) Encode(ts string) ([]byte, error) {
 			els = append(els, elem{t, vr, v})
 		}
 	}
+	// Non-ASCII values (a Patient ID, in practice) go out in UTF-8, and
+	// the identifier says so: without (0008,0005) the peer would read them
+	// in the default repertoire.
+	for _, v := range []string{k.Level, k.PatientID} {
+		if !isASCII(v) {
+			add(dicom.TagSpecificCharacterSet, dicom.VRCS, "ISO_IR 192")
+			break
+		}
+	}
 	add(dicom.TagQueryRetrieveLevel, dicom.VRCS, k.Level)
 	add(dicom.TagPatientID, dicom.VRLO, k.PatientID)
 	add(dicom.TagStudyInstanceUID, dicom.VRUI, strings.Join(k.Studies, `\`))
@@ -207,4 +216,13 @@ func encodeFailedList(uids []string, ts string) []byte {
 		return nil
 	}
 	return b.Bytes()
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
