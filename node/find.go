@@ -72,6 +72,7 @@ func (n *Node) serveFind(ctx context.Context, w dimse.ResponseWriter, r *dimse.R
 			"ms": time.Since(start).Milliseconds(),
 		})
 		n.Journal.AppendAsync(ev)
+		n.Metrics.queried(string(model), level, st.Code, results, time.Since(start))
 		log := n.Logger.Debug
 		if st.Code != dimse.StatusSuccess && st.Code != dimse.StatusCancel {
 			log = n.Logger.Warn

@@ -134,6 +134,11 @@ func (j *retrieveJob) journal(st dimse.Status, insts []*storage.Instance, out *r
 		ev.StudyUID = rec.Studies[0]
 	}
 	j.n.Journal.AppendAsync(ev)
+	op, dest := strings.TrimPrefix(j.kind, "retrieve."), j.dest
+	if op == "get" {
+		dest = ev.AE
+	}
+	j.n.Metrics.retrieved(op, dest, st.Code, out)
 	if out != nil {
 		for i, f := range out.Failures {
 			if i == maxJournaledFailures {
