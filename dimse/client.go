@@ -20,6 +20,10 @@ type DialOptions struct {
 	MaxPDULength                                      uint32
 	ImplementationClassUID, ImplementationVersionName string
 	UserIdentity                                      *UserIdentity
+	// ExtendedNegotiation is sent as SOP Class Extended Negotiation
+	// sub-items (56H, PS3.7 D.3.3.5); the acceptor's answers are in
+	// Info().ExtendedNegotiation.
+	ExtendedNegotiation []SOPClassExtendedNegotiation
 	// ARTIMTimeout bounds the wait for the A-ASSOCIATE-AC/RJ and for the
 	// A-RELEASE-RP; default 30 s.
 	ARTIMTimeout time.Duration
@@ -92,6 +96,7 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Association, err
 		}
 	}
 	rq.UserInfo.UserIdentity = opts.UserIdentity
+	rq.UserInfo.ExtendedNegotiation = opts.ExtendedNegotiation
 	proposed := opts.Contexts
 	if len(proposed) == 0 {
 		proposed = []ProposedContext{{AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{ImplicitVRLittleEndian}}}
@@ -179,6 +184,12 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Association, err
 		ImplementationVersionName: ac.UserInfo.ImplementationVersionName,
 		PeerMaxPDULength:          ac.UserInfo.MaxLength,
 		UserIdentity:              opts.UserIdentity,
+	}
+	for _, e := range ac.UserInfo.ExtendedNegotiation {
+		if info.ExtendedNegotiation == nil {
+			info.ExtendedNegotiation = make(map[string][]byte)
+		}
+		info.ExtendedNegotiation[e.SOPClassUID] = e.Info
 	}
 	for _, r := range ac.Contexts {
 		prop, ok := byID[r.ID]

@@ -66,6 +66,18 @@ type Server struct {
 
 	ImplementationClassUID, ImplementationVersionName string
 
+	// ExtendedNegotiation answers the SOP Class Extended Negotiation
+	// sub-items (56H, PS3.7 D.3.3.5) of an A-ASSOCIATE-RQ: it is called
+	// once per SOP class that the requestor asked about and that was
+	// accepted in at least one presentation context, with the requested
+	// service-class-application-information; a non-empty result is sent
+	// back in the A-ASSOCIATE-AC for that SOP class (and recorded in
+	// AssociationInfo.ExtendedNegotiation), nil sends none. A nil
+	// ExtendedNegotiation answers no sub-item, which the requestor must
+	// read as "none of the extended features" (PS3.7 D.3.3.5). Its panics
+	// are recovered (no answer).
+	ExtendedNegotiation func(sopClass string, requested []byte) []byte
+
 	// OnEvent is notified of association events; its panics are recovered
 	// and never reach the peer. It is called synchronously.
 	OnEvent func(Event)
@@ -76,6 +88,46 @@ type Server struct {
 	conns     map[*assoc]struct{}
 	active    int
 	closing   bool
+}
+
+// answerExtendedNegotiation puts the answers of s.ExtendedNegotiation to
+// rq's SOP Class Extended Negotiation sub-items into ac and info: one
+// answer per SOP class, only for SOP classes accepted in info.Contexts.
+func (s *Server) answerExtendedNegotiation(rq *AAssociateRQ, ac *AAssociateAC, info *AssociationInfo) {
+	if s.ExtendedNegotiation == nil || len(rq.UserInfo.ExtendedNegotiation) == 0 {
+		return
+	}
+	accepted := make(map[string]bool, len(info.Contexts))
+	for _, pc := range info.Contexts {
+		accepted[pc.AbstractSyntax] = true
+	}
+	for _, e := range rq.UserInfo.ExtendedNegotiation {
+		if !accepted[e.SOPClassUID] {
+			continue
+		}
+		if _, done := info.ExtendedNegotiation[e.SOPClassUID]; done {
+			continue
+		}
+		answer := s.callExtendedNegotiation(e.SOPClassUID, e.Info)
+		if len(answer) == 0 {
+			continue
+		}
+		if info.ExtendedNegotiation == nil {
+			info.ExtendedNegotiation = make(map[string][]byte)
+		}
+		info.ExtendedNegotiation[e.SOPClassUID] = answer
+		ac.UserInfo.ExtendedNegotiation = append(ac.UserInfo.ExtendedNegotiation, SOPClassExtendedNegotiation{SOPClassUID: e.SOPClassUID, Info: answer})
+	}
+}
+
+func (s *Server) callExtendedNegotiation(class string, requested []byte) (answer []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.logger().Error("dimse: ExtendedNegotiation panicked", "sop_class", class, "panic", r)
+			answer = nil
+		}
+	}()
+	return s.ExtendedNegotiation(class, append([]byte(nil), requested...))
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -360,6 +412,7 @@ func (s *Server) serveConn(a *assoc, overLimit bool) {
 		}
 		ac.Contexts = append(ac.Contexts, item)
 	}
+	s.answerExtendedNegotiation(rq, ac, info)
 	if id := rq.UserInfo.UserIdentity; id != nil && id.PositiveResponseRequested {
 		// Accepted by Admit; username types carry an empty server response.
 		ac.UserInfo.UserIdentityAC = &UserIdentityAC{}

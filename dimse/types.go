@@ -53,6 +53,10 @@ type AssociationInfo struct {
 	PeerMaxPDULength                                  uint32
 	UserIdentity                                      *UserIdentity
 	Contexts                                          []PresentationContext // accepted
+	// ExtendedNegotiation is the SOP Class Extended Negotiation agreed
+	// (56H sub-items of the A-ASSOCIATE-AC, PS3.7 D.3.3.5): the acceptor's
+	// service-class-application-information by SOP class; nil when none.
+	ExtendedNegotiation map[string][]byte
 }
 
 // Request is one DIMSE request received by a Server (PS3.7 Section 9.1).

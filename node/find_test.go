@@ -14,6 +14,7 @@ import (
 	"github.com/relais-health/relais/dimse"
 	"github.com/relais-health/relais/journal"
 	"github.com/relais-health/relais/query"
+	"github.com/relais-health/relais/retrieve"
 	"github.com/relais-health/relais/storage"
 )
 
@@ -150,5 +151,48 @@ func TestCFindStatuses(t *testing.T) {
 				t.Errorf("journal holds a key value: %s", evs[0].Data)
 			}
 		})
+	}
+}
+
+// TestExtendedNegotiation: the node answers SOP Class Extended
+// Negotiation for the query/retrieve SOP classes it accepted (PS3.4
+// C.5.1.1: relational queries and combined date-time matching agreed,
+// fuzzy person name matching and timezone adjustment refused; C-MOVE:
+// relational retrieval agreed, enhanced multi-frame conversion refused)
+// and for nothing else.
+func TestExtendedNegotiation(t *testing.T) {
+	n := startNode(t, nil)
+	cases := []struct {
+		class string
+		asked []byte
+		want  []byte // nil: no answer
+	}{
+		{query.StudyRootFind, []byte{1, 1, 1, 1}, []byte{1, 1, 0, 0}},
+		{query.PatientRootFind, []byte{1}, []byte{1}},
+		{retrieve.StudyRootMove, []byte{1, 1}, []byte{1, 0}},
+		{retrieve.PatientRootGet, []byte{0, 1}, []byte{0, 0}},
+		{dicom.CTImageStorage, []byte{1, 1, 1}, nil},
+	}
+	var pcs []dimse.ProposedContext
+	var ext []dimse.SOPClassExtendedNegotiation
+	for _, tc := range cases {
+		pcs = append(pcs, dimse.ProposedContext{AbstractSyntax: tc.class, TransferSyntaxes: []string{dicom.ExplicitVRLittleEndian}})
+		ext = append(ext, dimse.SOPClassExtendedNegotiation{SOPClassUID: tc.class, Info: tc.asked})
+	}
+	a, err := dimse.Dial(context.Background(), n.DICOMAddr().String(), dimse.DialOptions{CallingAE: "FINDSCU", CalledAE: "RELAIS",
+		Contexts: pcs, ExtendedNegotiation: ext})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Release(context.Background())
+	got := a.Info().ExtendedNegotiation
+	for _, tc := range cases {
+		g, ok := got[tc.class]
+		switch {
+		case tc.want == nil && ok:
+			t.Errorf("%s: answered % x, want no answer", tc.class, g)
+		case tc.want != nil && !bytes.Equal(g, tc.want):
+			t.Errorf("%s: answered % x, want % x", tc.class, g, tc.want)
+		}
 	}
 }

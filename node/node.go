@@ -23,6 +23,8 @@ import (
 	"github.com/relais-health/relais/dimse"
 	"github.com/relais-health/relais/ingest"
 	"github.com/relais-health/relais/journal"
+	"github.com/relais-health/relais/query"
+	"github.com/relais-health/relais/retrieve"
 	"github.com/relais-health/relais/storage"
 	"github.com/relais-health/relais/storage/badgerindex"
 	"github.com/relais-health/relais/storage/fsblob"
@@ -179,6 +181,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		MaxAssociations:           cfg.Limits.MaxAssociations,
 		ImplementationClassUID:    ImplementationClassUID,
 		ImplementationVersionName: ImplementationVersionName,
+		ExtendedNegotiation:       extendedNegotiation,
 		OnEvent:                   n.onEvent,
 		Logger:                    n.Logger,
 	}
@@ -379,4 +382,15 @@ func (n *Node) onEvent(ev dimse.Event) {
 	} else {
 		n.Logger.Debug("association "+outcome, "calling_ae", je.AE, "addr", je.Addr, "assoc", je.Association)
 	}
+}
+
+// extendedNegotiation answers SOP Class Extended Negotiation for the
+// query/retrieve SOP classes (query.ExtendedNegotiation for C-FIND,
+// retrieve.ExtendedNegotiation for C-MOVE and C-GET); other classes get no
+// answer.
+func extendedNegotiation(sopClass string, requested []byte) []byte {
+	if b := query.ExtendedNegotiation(sopClass, requested); b != nil {
+		return b
+	}
+	return retrieve.ExtendedNegotiation(sopClass, requested)
 }

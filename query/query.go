@@ -250,3 +250,42 @@ func (q *Query) Summary() string {
 	}
 	return fmt.Sprintf("match=[%s] return=[%s]", strings.Join(m, ","), strings.Join(r, ","))
 }
+
+// ExtendedNegotiationFlags are the C-FIND extended negotiation features
+// the engine supports (PS3.4 C.5.1.1, Table C.5-1 and following), one
+// byte each in the order of the service-class-application-information:
+// relational queries (yes: keys above the level are optional, see
+// "Hierarchical and relational queries"), combined date and time range
+// matching (yes, C.2.2.2.5.1), fuzzy semantic matching of person names
+// (no: PN is matched case-insensitively, nothing fuzzier), timezone query
+// adjustment (no).
+var ExtendedNegotiationFlags = []byte{1, 1, 0, 0}
+
+// ExtendedNegotiation answers a requestor's SOP Class Extended
+// Negotiation sub-item for a FIND SOP class (nil for any other class, or
+// when nothing was requested): each requested flag is agreed (1) when the
+// engine supports it, refused (0) otherwise; the answer is as long as the
+// request, up to the flags defined.
+func ExtendedNegotiation(sopClass string, requested []byte) []byte {
+	if _, ok := ModelOf(sopClass); !ok {
+		return nil
+	}
+	return agreeFlags(requested, ExtendedNegotiationFlags)
+}
+
+// agreeFlags returns the agreed extended negotiation flags: for each
+// requested byte (up to len(supported)), 1 when it and the supported byte
+// are both 1, else 0; nil when requested is empty.
+func agreeFlags(requested, supported []byte) []byte {
+	n := min(len(requested), len(supported))
+	if n == 0 {
+		return nil
+	}
+	out := make([]byte, n)
+	for i := range out {
+		if requested[i] == 1 && supported[i] == 1 {
+			out[i] = 1
+		}
+	}
+	return out
+}

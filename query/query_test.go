@@ -493,3 +493,24 @@ func TestParseISO2022Query(t *testing.T) {
 		t.Errorf("engine %v, naive %v", got, want)
 	}
 }
+
+func TestExtendedNegotiation(t *testing.T) {
+	cases := []struct {
+		name  string
+		class string
+		asked []byte
+		want  []byte
+	}{
+		{"study root, all flags", StudyRootFind, []byte{1, 1, 1, 1}, []byte{1, 1, 0, 0}},
+		{"patient root, relational only", PatientRootFind, []byte{1}, []byte{1}},
+		{"longer than defined", StudyRootFind, []byte{1, 1, 1, 1, 1, 1}, []byte{1, 1, 0, 0}},
+		{"flags not 1 are refused", StudyRootFind, []byte{2, 0}, []byte{0, 0}},
+		{"nothing requested", StudyRootFind, nil, nil},
+		{"not a FIND class", "1.2.840.10008.5.1.4.1.2.2.2", []byte{1}, nil},
+	}
+	for _, tc := range cases {
+		if got := ExtendedNegotiation(tc.class, tc.asked); !bytes.Equal(got, tc.want) || (got == nil) != (tc.want == nil) {
+			t.Errorf("%s: % x, want % x", tc.name, got, tc.want)
+		}
+	}
+}

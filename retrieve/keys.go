@@ -226,3 +226,33 @@ func isASCII(s string) bool {
 	}
 	return true
 }
+
+// ExtendedNegotiationFlags are the C-MOVE and C-GET extended negotiation
+// features supported (PS3.4 C.5.2.1 and C.5.3.1), one byte each:
+// relational retrieval (yes: Resolve takes series or instance UIDs without
+// the study above them), enhanced multi-frame image conversion (no).
+var ExtendedNegotiationFlags = []byte{1, 0}
+
+// ExtendedNegotiation answers a requestor's SOP Class Extended
+// Negotiation sub-item for a MOVE or GET SOP class (nil for any other
+// class, or when nothing was requested): requested flags are agreed only
+// when supported, the answer as long as the request up to the flags
+// defined.
+func ExtendedNegotiation(sopClass string, requested []byte) []byte {
+	switch sopClass {
+	case PatientRootMove, StudyRootMove, PatientRootGet, StudyRootGet:
+	default:
+		return nil
+	}
+	n := min(len(requested), len(ExtendedNegotiationFlags))
+	if n == 0 {
+		return nil
+	}
+	out := make([]byte, n)
+	for i := range out {
+		if requested[i] == 1 && ExtendedNegotiationFlags[i] == 1 {
+			out[i] = 1
+		}
+	}
+	return out
+}
