@@ -145,6 +145,73 @@ var indexedTags = func() map[dicom.Tag]bool {
 	return m
 }()
 
+// scannedTags are the tags Scan extracts: the indexed ones and the item
+// attributes of the kept sequences (storage.SequenceItemTags). Scan's want
+// does not know the nesting, so an item tag found at the top level is
+// extracted too; instance keeps only indexed tags there.
+var scannedTags = func() map[dicom.Tag]bool {
+	m := map[dicom.Tag]bool{}
+	for t := range indexedTags {
+		m[t] = true
+	}
+	for seq, items := range storage.SequenceItemTags {
+		for _, h := range append([]string{seq}, items...) {
+			m[parseHexTag(h)] = true
+		}
+	}
+	return m
+}()
+
+// parseHexTag parses an 8 hex digit tag of the tag lists (they are
+// constants: a bad one is a programming error).
+func parseHexTag(h string) dicom.Tag {
+	v, err := strconv.ParseUint(h, 16, 32)
+	if err != nil || len(h) != 8 {
+		panic(fmt.Sprintf("ingest: bad tag %q in storage tag lists", h))
+	}
+	return dicom.Tag(v)
+}
+
+// sequenceItems returns the Attrs value of the kept sequence el (hex tag
+// seq): its items with the attributes storage.SequenceItemTags lists for
+// it, nested kept sequences included (see storage.SequenceItemTags); ""
+// when it has no item.
+func sequenceItems(seq string, el *dicom.Element) string {
+	if len(el.Items) == 0 {
+		return ""
+	}
+	kept := storage.SequenceItemTags[seq]
+	items := make([]map[string]string, 0, min(len(el.Items), storage.MaxSequenceItems))
+	for _, it := range el.Items {
+		if len(items) == storage.MaxSequenceItems {
+			break
+		}
+		m := map[string]string{}
+		for _, h := range kept {
+			t := parseHexTag(h)
+			e, ok := it.Get(t)
+			if !ok {
+				continue
+			}
+			var v string
+			if _, nested := storage.SequenceItemTags[h]; nested && (e.VR == dicom.VRSQ || e.Items != nil) {
+				v = sequenceItems(h, e)
+			} else if e.VR != dicom.VRSQ {
+				v, _ = it.String(t)
+			}
+			if v != "" {
+				m[h] = v
+			}
+		}
+		items = append(items, m)
+	}
+	v, err := storage.EncodeItems(items)
+	if err != nil {
+		return ""
+	}
+	return v
+}
+
 // IndexedTags are the attributes extracted into the index.
 var IndexedTags = []dicom.Tag{
 	// patient
@@ -152,6 +219,8 @@ var IndexedTags = []dicom.Tag{
 	dicom.NewTag(0x0010, 0x0024), // Issuer of Patient ID Qualifiers Sequence
 	dicom.TagOtherPatientIDsSequence,
 	// study
+	dicom.NewTag(0x0008, 0x0051), // Issuer of Accession Number Sequence
+	dicom.NewTag(0x0008, 0x1110), // Referenced Study Sequence
 	dicom.TagStudyInstanceUID, dicom.TagStudyDate, dicom.TagStudyTime, dicom.TagAccessionNumber, dicom.TagStudyID,
 	dicom.TagStudyDescription, dicom.TagReferringPhysicianName, dicom.TagInstitutionName,
 	dicom.NewTag(0x0008, 0x1032), // Procedure Code Sequence
@@ -387,14 +456,23 @@ func (p *Pipeline) instance(rq *Request, scan *dicom.ScanResult, key string, siz
 	}
 	attrs := make(map[string]string, len(ds.Elements))
 	for t, el := range ds.Elements {
-		if el.VR == "SQ" || t == dicom.TagSpecificCharacterSet {
+		if !indexedTags[t] {
+			continue // Specific Character Set, item attributes found at the top level
+		}
+		h := fmt.Sprintf("%08X", uint32(t))
+		if el.VR == dicom.VRSQ || el.Items != nil {
+			if _, kept := storage.SequenceItemTags[h]; kept {
+				if v := sequenceItems(h, el); v != "" {
+					attrs[h] = v
+				}
+			}
 			continue
 		}
 		v, err := ds.String(t)
 		if err != nil || v == "" {
 			continue
 		}
-		attrs[fmt.Sprintf("%08X", uint32(t))] = v
+		attrs[h] = v
 	}
 	inst := &storage.Instance{
 		SOPInstanceUID:    sop,
@@ -419,7 +497,7 @@ func checksum(h *xxh3.Hasher128) string {
 	return "xxh3-128:" + hex.EncodeToString(h.Sum(nil))
 }
 
-func wantTag(t dicom.Tag) bool { return indexedTags[t] }
+func wantTag(t dicom.Tag) bool { return scannedTags[t] }
 
 // scanError classifies a scanner error into a DICOM status.
 func scanError(tee *teeReader, err error) error {

@@ -321,3 +321,71 @@ func TestStorageFailuresAreOutOfResources(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreKeepsSequences: the kept sequences go into Attrs as JSON item
+// lists (storage.SequenceItemTags), item by item, and flow to the study
+// and patient records.
+func TestStoreKeepsSequences(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name   string
+		mod    func(*testdicom.CT)
+		opids  string // Attrs["00101002"]
+		procs  string // Attrs["00081032"]
+		absent bool
+	}{
+		{"no sequences", nil, "", "", true},
+		{"two identifiers and a code", func(c *testdicom.CT) {
+			c.OtherPatientIDs = []testdicom.OtherPatientID{{ID: "X1", Issuer: "HOSP-A", Type: "TEXT"}, {ID: "Y2"}}
+			c.ProcedureCodes = []testdicom.Code{{Value: "CTHEAD", Scheme: "99LOCAL", Meaning: "CT Head"}}
+		}, `[{"00100020":"X1","00100021":"HOSP-A","00100022":"TEXT"},{"00100020":"Y2"}]`,
+			`[{"00080100":"CTHEAD","00080102":"99LOCAL","00080104":"CT Head"}]`, false},
+		{"empty item kept", func(c *testdicom.CT) {
+			c.OtherPatientIDs = []testdicom.OtherPatientID{{}, {ID: "Z"}}
+		}, `[{},{"00100020":"Z"}]`, "", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ix := memindex.New()
+			p := newPipeline(t, t.TempDir(), ix)
+			c, ds := ct(t, tc.mod)
+			if _, err := p.Store(ctx, request(c, ds)); err != nil {
+				t.Fatal(err)
+			}
+			inst, err := ix.GetInstance(ctx, c.SOPUID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := inst.Attrs["00101002"]; got != tc.opids {
+				t.Errorf("instance Other Patient IDs Sequence %s, want %s", got, tc.opids)
+			}
+			if got := inst.Attrs["00081032"]; got != tc.procs {
+				t.Errorf("instance Procedure Code Sequence %s, want %s", got, tc.procs)
+			}
+			if _, ok := inst.Attrs["00100022"]; ok {
+				t.Errorf("an item attribute leaked to the top level: %v", inst.Attrs)
+			}
+			st, err := ix.GetStudy(ctx, c.StudyUID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Attrs["00101002"] != tc.opids || st.Attrs["00081032"] != tc.procs {
+				t.Errorf("study attrs %v", st.Attrs)
+			}
+			pt, err := ix.GetPatient(ctx, c.PatientID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pt.Attrs["00101002"] != tc.opids {
+				t.Errorf("patient attrs %v", pt.Attrs)
+			}
+			if _, ok := pt.Attrs["00081032"]; ok {
+				t.Errorf("study-level sequence in the patient record: %v", pt.Attrs)
+			}
+			items, err := storage.DecodeItems(tc.opids)
+			if err != nil || (tc.absent && items != nil) {
+				t.Errorf("DecodeItems: %v %v", items, err)
+			}
+		})
+	}
+}

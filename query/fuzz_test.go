@@ -72,6 +72,17 @@ func FuzzIdentifier(f *testing.F) {
 		}
 		f.Add(b.Bytes())
 	}
+	{ // a sequence key with item keys (C.2.2.2.6)
+		var item, b bytes.Buffer
+		ie := dicom.NewEncoder(&item, ts)
+		ie.WriteString(dicom.TagPatientID, "LO", "X0*")
+		ie.WriteString(dicom.TagIssuerOfPatientID, "LO", "")
+		e := dicom.NewEncoder(&b, ts)
+		e.WriteString(dicom.TagQueryRetrieveLevel, "CS", "STUDY")
+		e.WriteSequence(dicom.TagOtherPatientIDsSequence, [][]byte{item.Bytes()}, false)
+		e.WriteString(dicom.TagStudyInstanceUID, "UI", "")
+		f.Add(b.Bytes())
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sr, err := dicom.Scan(bytes.NewReader(data), ts, func() dicom.Limits { l := dicom.DefaultLimits(); l.MaxDatasetSize = 1 << 20; return l }(), dicom.WantAll)
 		if err != nil {

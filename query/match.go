@@ -46,8 +46,90 @@ var knownTags = func() map[string]bool {
 	return m
 }()
 
+// seqItemTags are storage.SequenceItemTags as sets: the sequences the index
+// keeps and the attributes kept in their items.
+var seqItemTags = func() map[string]map[string]bool {
+	m := map[string]map[string]bool{}
+	for seq, items := range storage.SequenceItemTags {
+		m[seq] = map[string]bool{}
+		for _, t := range items {
+			m[seq][t] = true
+		}
+	}
+	return m
+}()
+
+// itemMatchers compiles the item keys of a key on the kept sequence seq
+// (PS3.4 C.2.2.2.6): matchers over one item's attributes; unsupported
+// reports item keys with values on attributes the index does not keep in
+// seq's items (they are not used).
+func itemMatchers(seq string, items []Key) (ms []matcher, unsupported bool) {
+	kept := seqItemTags[seq]
+	for _, k := range items {
+		h := hexTag(k.Tag)
+		if k.VR == dicom.VRSQ {
+			if _, nested := seqItemTags[h]; !nested || !kept[h] {
+				unsupported = unsupported || hasValues(k.Items)
+				continue
+			}
+			nm, u := itemMatchers(h, k.Items)
+			unsupported = unsupported || u
+			if len(nm) > 0 {
+				ms = append(ms, sequenceMatcher(h, nm))
+			}
+			continue
+		}
+		if k.Value == "" || k.Value == "*" {
+			continue
+		}
+		if !kept[h] {
+			unsupported = true
+			continue
+		}
+		ms = append(ms, valueMatcher(h, k.VR, k.Value))
+	}
+	return ms, unsupported
+}
+
+// hasValues reports whether item keys carry a matching value, at any depth.
+func hasValues(items []Key) bool {
+	for _, it := range items {
+		if it.Value != "" && it.Value != "*" || hasValues(it.Items) {
+			return true
+		}
+	}
+	return false
+}
+
+// sequenceMatcher matches a kept sequence h whose item matchers are ms: at
+// least one stored item must satisfy all of them (C.2.2.2.6). A sequence
+// without items, or that does not decode, matches nothing.
+func sequenceMatcher(h string, ms []matcher) matcher {
+	desc := h + "["
+	for i, m := range ms {
+		if i > 0 {
+			desc += ","
+		}
+		desc += m.desc
+	}
+	desc += "]"
+	return matcher{desc, func(a map[string]string) bool {
+		items, err := storage.DecodeItems(a[h])
+		if err != nil {
+			return false
+		}
+		for _, it := range items {
+			if matches(ms, it) {
+				return true
+			}
+		}
+		return false
+	}}
+}
+
 // compile builds the matchers of q; unsupported reports matching keys the
-// engine ignores (sequence keys with values, attributes not indexed).
+// engine ignores (keys with values on attributes or sequence items the
+// index does not keep).
 func compile(q *Query) (ms []matcher, unsupported bool) {
 	paired := map[dicom.Tag]bool{}
 	for dt, tt := range dateTimePairs {
@@ -62,10 +144,15 @@ func compile(q *Query) (ms []matcher, unsupported bool) {
 			continue
 		}
 		if k.VR == dicom.VRSQ {
-			for _, it := range k.Items {
-				if it.Value != "" && it.Value != "*" {
-					unsupported = true
-				}
+			h := hexTag(k.Tag)
+			if _, kept := seqItemTags[h]; !kept {
+				unsupported = unsupported || hasValues(k.Items)
+				continue
+			}
+			ims, u := itemMatchers(h, k.Items)
+			unsupported = unsupported || u
+			if len(ims) > 0 {
+				ms = append(ms, sequenceMatcher(h, ims))
 			}
 			continue
 		}

@@ -18,11 +18,20 @@
 // phonetic), so "山田*" finds "Yamada^Tarou=山田^太郎". A key with a value
 // never matches an attribute that has none.
 //
-// Sequence keys (Other Patient IDs Sequence, Issuer of Patient ID
-// Qualifiers Sequence...) are accepted and returned empty: the index does
-// not keep sequences, so a sequence key with values is not used for
-// matching and the answer says so (Query.Unsupported, status FF01). So is
-// any key on an attribute the index does not keep.
+// Sequence matching (C.2.2.2.6) covers the sequences the index keeps
+// (storage.SequenceItemTags: Other Patient IDs, Issuer of Patient ID
+// Qualifiers, Issuer of Accession Number, Procedure Code, Request
+// Attributes, Referenced Study), stored item by item: a sequence key
+// matches when at least one stored item matches all the keys of its item
+// (so {PatientID=X, IssuerOfPatientID=Y} never matches X from one item and
+// Y from another), item keys being matched like top-level keys, nested
+// kept sequences recursively. The answer's sequence holds one item per
+// matching stored item with the requested item keys, or every kept
+// attribute of every item when the key has no item keys. Other sequence
+// keys are returned empty. A matching key the engine cannot use, on an
+// attribute or a sequence item attribute the index does not keep, is left
+// out of the matching and the answer says so (Query.Unsupported, status
+// FF01).
 //
 // # Hierarchical and relational queries
 //
@@ -120,7 +129,8 @@ type Key struct {
 	// Value is UTF-8 (decoded from the identifier's character set), with
 	// multiple values joined by '\'.
 	Value string
-	// Items are the keys of the first item of a sequence key.
+	// Items are the keys of the first item of a sequence key (the item
+	// keys of C.2.2.2.6).
 	Items []Key
 }
 

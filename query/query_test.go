@@ -145,15 +145,19 @@ func population(t testing.TB, ix storage.Index, studies int, seed uint64) {
 					cs = "ISO_IR 100"
 				}
 				seq++
+				attrs := map[string]string{
+					"00100010": name, "00100020": pid, "00100030": "19700101", "00100040": "F",
+					"00080020": date, "00080030": tm, "00080050": fmt.Sprintf("ACC%04d", s), "00081030": "EXAM " + mod,
+					"0020000D": study, "0020000E": series, "00080060": mod, "00200011": fmt.Sprint(se + 1),
+					"00080016": "1.2.840.10008.5.1.4.1.1.2", "00080018": sop, "00200013": fmt.Sprint(i + 1),
+				}
+				for h, v := range populationSequences(p, s) {
+					attrs[h] = v
+				}
 				in := &storage.Instance{
 					SOPInstanceUID: sop, SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SeriesInstanceUID: series, StudyInstanceUID: study,
 					PatientID: pid, BlobKey: "x/" + sop, Size: 100, ReceivedAt: time.Unix(int64(seq), 0), CharacterSet: cs,
-					Attrs: map[string]string{
-						"00100010": name, "00100020": pid, "00100030": "19700101", "00100040": "F",
-						"00080020": date, "00080030": tm, "00080050": fmt.Sprintf("ACC%04d", s), "00081030": "EXAM " + mod,
-						"0020000D": study, "0020000E": series, "00080060": mod, "00200011": fmt.Sprint(se + 1),
-						"00080016": "1.2.840.10008.5.1.4.1.1.2", "00080018": sop, "00200013": fmt.Sprint(i + 1),
-					},
+					Attrs: attrs,
 				}
 				if err := ix.PutInstance(ctx, in, seq); err != nil {
 					t.Fatal(err)

@@ -37,6 +37,54 @@ type CT struct {
 	PatientNameRaw []byte
 	// StudyDate, StudyTime and Modality default to 20261123, 031500, CT.
 	StudyDate, StudyTime, Modality string
+	// OtherPatientIDs, when set, are written as the Other Patient IDs
+	// Sequence (0010,1002), one item each.
+	OtherPatientIDs []OtherPatientID
+	// ProcedureCodes, when set, are written as the Procedure Code Sequence
+	// (0008,1032), one item each.
+	ProcedureCodes []Code
+}
+
+// OtherPatientID is an item of the Other Patient IDs Sequence: Patient ID,
+// Issuer of Patient ID and Type of Patient ID (each written when set).
+type OtherPatientID struct {
+	ID, Issuer, Type string
+}
+
+// Code is a code sequence item: Code Value, Coding Scheme Designator and
+// Code Meaning.
+type Code struct {
+	Value, Scheme, Meaning string
+}
+
+// sequence writes a sequence of explicit-length items, each item's
+// elements given as tag, VR and value, in ascending tag order; empty
+// values are left out.
+func sequence(e *dicom.Encoder, ts dicom.TransferSyntax, t dicom.Tag, items [][]itemElement) error {
+	if len(items) == 0 {
+		return nil
+	}
+	enc := make([][]byte, 0, len(items))
+	for _, it := range items {
+		var b bytes.Buffer
+		ie := dicom.NewEncoder(&b, ts)
+		for _, el := range it {
+			if el.value == "" {
+				continue
+			}
+			if err := ie.WriteString(el.tag, el.vr, el.value); err != nil {
+				return err
+			}
+		}
+		enc = append(enc, b.Bytes())
+	}
+	return e.WriteSequence(t, enc, false)
+}
+
+type itemElement struct {
+	tag   dicom.Tag
+	vr    dicom.VR
+	value string
 }
 
 // Dataset encodes the slice's data set (without file meta) in its syntax.
@@ -82,12 +130,28 @@ func (c *CT) Dataset() ([]byte, error) {
 		func() error { return e.WriteString(dicom.TagModality, "CS", or(c.Modality, "CT")) },
 		func() error { return e.WriteString(dicom.TagStudyDescription, "LO", c.StudyDescription) },
 		func() error {
+			var items [][]itemElement
+			for _, pc := range c.ProcedureCodes {
+				items = append(items, []itemElement{{dicom.NewTag(0x0008, 0x0100), "SH", pc.Value},
+					{dicom.NewTag(0x0008, 0x0102), "SH", pc.Scheme}, {dicom.NewTag(0x0008, 0x0104), "LO", pc.Meaning}})
+			}
+			return sequence(e, ts, dicom.NewTag(0x0008, 0x1032), items)
+		},
+		func() error {
 			if c.PatientNameRaw != nil {
 				return e.WriteElement(dicom.TagPatientName, "PN", c.PatientNameRaw)
 			}
 			return e.WriteString(dicom.TagPatientName, "PN", c.PatientName)
 		},
 		func() error { return e.WriteString(dicom.TagPatientID, "LO", c.PatientID) },
+		func() error {
+			var items [][]itemElement
+			for _, o := range c.OtherPatientIDs {
+				items = append(items, []itemElement{{dicom.TagPatientID, "LO", o.ID}, {dicom.TagIssuerOfPatientID, "LO", o.Issuer},
+					{dicom.NewTag(0x0010, 0x0022), "CS", o.Type}})
+			}
+			return sequence(e, ts, dicom.TagOtherPatientIDsSequence, items)
+		},
 		func() error { return e.WriteString(dicom.TagStudyInstanceUID, "UI", c.StudyUID) },
 		func() error { return e.WriteString(dicom.TagSeriesInstanceUID, "UI", c.SeriesUID) },
 		func() error { return e.WriteString(dicom.TagSeriesNumber, "IS", "1") },
