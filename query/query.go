@@ -244,7 +244,8 @@ func (q *Query) value(t dicom.Tag) string {
 }
 
 // Summary describes the query's keys for the audit journal: the tags of
-// the matching keys and of the return keys, never their values.
+// the matching keys (a sequence key is one when an item key has a value)
+// and of the return keys, never their values.
 func (q *Query) Summary() string {
 	var m, r []string
 	for _, k := range q.Keys {
@@ -252,7 +253,7 @@ func (q *Query) Summary() string {
 		if name == "" {
 			name = k.Tag.String()
 		}
-		if k.Value != "" || len(k.Items) > 0 {
+		if k.Value != "" || hasValues(k.Items) {
 			m = append(m, name)
 		} else {
 			r = append(r, name)

@@ -310,7 +310,11 @@ func TestParseSequenceKey(t *testing.T) {
 	if !matches(ms, map[string]string{"00101002": yes}) || matches(ms, map[string]string{"00101002": no}) {
 		t.Errorf("nested sequence matching: matchers %v", ms)
 	}
-	if !strings.Contains(q.Summary(), "OtherPatientIDsSequence") {
-		t.Errorf("summary %s", q.Summary())
+	if got := q.Summary(); got != "match=[OtherPatientIDsSequence] return=[]" {
+		t.Errorf("summary %s", got)
+	}
+	ret := &Query{Keys: []Key{seq("OtherPatientIDsSequence", "PatientID", "", "IssuerOfPatientID", "*")}}
+	if got := ret.Summary(); got != "match=[] return=[OtherPatientIDsSequence]" {
+		t.Errorf("summary of a return sequence key %s", got)
 	}
 }
