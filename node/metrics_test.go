@@ -54,6 +54,14 @@ func TestQueryRetrieveMetrics(t *testing.T) {
 	if final.Status.Code != dimse.StatusMoveDestinationUnknown {
 		t.Fatalf("C-MOVE to an unknown destination: %v", final.Status)
 	}
+	// A C-GET whose SCU takes JPEG only: every sub-operation fails.
+	res, err := retrieve.Get(context.Background(), n.DICOMAddr().String(), retrieve.GetOptions{
+		ClientOptions:  retrieve.ClientOptions{CallingAE: "VIEWER", CalledAE: "RELAIS"},
+		StorageClasses: []string{dicom.CTImageStorage}, TransferSyntaxes: [][]string{{dicom.JPEGBaseline8Bit}},
+	}, retrieve.Keys{Level: "STUDY", Studies: []string{s.study}}, func(context.Context, *retrieve.Received) error { return nil })
+	if err != nil || res.Status.Code != dimse.StatusWarningSubOpsFailed {
+		t.Fatalf("C-GET: %v %v", res.Status, err)
+	}
 
 	got := scrape(t, n)
 	for _, want := range []string{
@@ -63,12 +71,14 @@ func TestQueryRetrieveMetrics(t *testing.T) {
 		`relais_retrieves_total{op="move",status="0000"} 1`,
 		`relais_retrieves_total{op="move",status="A801"} 1`,
 		`relais_retrieve_suboperations_total{destination="DEST",op="move",outcome="completed"} 4`,
+		`relais_retrieves_total{op="get",status="B000"} 1`,
+		`relais_retrieve_suboperations_total{destination="VIEWER",op="get",outcome="failed"} 4`,
 	} {
 		if !strings.Contains(got, want+"\n") {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	if strings.Contains(got, `outcome="failed"`) {
-		t.Errorf("/metrics counts failed sub-operations")
+	if strings.Contains(got, `op="move",outcome="failed"`) || strings.Contains(got, `op="get",outcome="completed"`) {
+		t.Errorf("/metrics counts sub-operations that did not happen:\n%s", got)
 	}
 }
