@@ -389,3 +389,30 @@ func TestStoreKeepsSequences(t *testing.T) {
 		})
 	}
 }
+
+// TestSequenceItemsNested: a kept sequence nested in an item (Issuer of
+// Accession Number in Request Attributes) is stored as its own JSON item
+// list; attributes not kept for the sequence are left out.
+func TestSequenceItemsNested(t *testing.T) {
+	ts, _ := dicom.LookupTransferSyntax(dicom.ExplicitVRLittleEndian)
+	var issuer, item, b bytes.Buffer
+	dicom.NewEncoder(&issuer, ts).WriteString(dicom.NewTag(0x0040, 0x0031), "UT", "RIS-1")
+	ie := dicom.NewEncoder(&item, ts)
+	ie.WriteString(dicom.TagAccessionNumber, "SH", "ACC9")
+	ie.WriteSequence(dicom.NewTag(0x0008, 0x0051), [][]byte{issuer.Bytes()}, true)
+	ie.WriteString(dicom.TagPatientName, "PN", "NOT^KEPT")
+	ie.WriteString(dicom.NewTag(0x0040, 0x1001), "SH", "RP1")
+	dicom.NewEncoder(&b, ts).WriteSequence(dicom.NewTag(0x0040, 0x0275), [][]byte{item.Bytes(), nil}, false)
+	sr, err := dicom.Scan(bytes.NewReader(b.Bytes()), ts, dicom.DefaultLimits(), wantTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	el, ok := sr.Dataset.Get(dicom.NewTag(0x0040, 0x0275))
+	if !ok {
+		t.Fatal("Request Attributes Sequence not scanned")
+	}
+	want := `[{"00080050":"ACC9","00080051":"[{\"00400031\":\"RIS-1\"}]","00401001":"RP1"},{}]`
+	if got := sequenceItems("00400275", el); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
