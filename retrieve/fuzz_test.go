@@ -59,3 +59,29 @@ func TestNonASCIIPatientIDRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestUIDListPadding is the crash FuzzParseIdentifier found: a UID list
+// element padded with a NUL and control characters was kept as a UID, then
+// lost when re-encoded.
+func TestUIDListPadding(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"1.2.3", []string{"1.2.3"}},
+		{`1.2.3\1.2.4`, []string{"1.2.3", "1.2.4"}},
+		{"\r\x00\x0c  \\000000", []string{"000000"}},
+		{" 1.2 \\\x00\\1.3\x00", []string{"1.2", "1.3"}},
+		{`\\`, nil},
+	} {
+		got := splitUIDs(tc.in)
+		if len(got) != len(tc.want) {
+			t.Fatalf("splitUIDs(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		for i := range got {
+			if got[i] != tc.want[i] {
+				t.Fatalf("splitUIDs(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/relais-health/relais/dicom"
 	"github.com/relais-health/relais/dimse"
@@ -67,12 +68,16 @@ func identifierError(format string, a ...any) error {
 func splitUIDs(s string) []string {
 	var out []string
 	for _, v := range strings.Split(s, `\`) {
-		if v = strings.TrimSpace(v); v != "" {
+		// Padding may be a space or a NUL (PS3.5 6.2), and peers in the
+		// wild also leave control characters around list elements.
+		if v = strings.TrimFunc(v, isPadding); v != "" {
 			out = append(out, v)
 		}
 	}
 	return out
 }
+
+func isPadding(r rune) bool { return r == 0 || unicode.IsSpace(r) }
 
 // ParseIdentifier decodes a C-MOVE/C-GET identifier encoded in transfer
 // syntax ts and checks it against the information model of sopClass
