@@ -3,6 +3,7 @@ package dicom
 import (
 	"bufio"
 	"compress/flate"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -95,6 +96,46 @@ type ScanResult struct {
 	// Elements counts the data elements seen at every nesting level
 	// (items and delimiters excluded).
 	Elements int
+	// PixelData locates the top-level Pixel Data value (nil if absent).
+	PixelData *ValueRef
+	// Skipped lists the top-level elements whose value was not extracted,
+	// in order (only with ScanOptions.RecordSkipped).
+	Skipped []ValueRef
+	// Fragments lists the items of encapsulated top-level Pixel Data, the
+	// Basic Offset Table first (only with ScanOptions.RecordFragments and
+	// without StopAtPixelData).
+	Fragments []ValueRef
+}
+
+// ValueRef locates a value in the scanned bytes. Offsets count from the
+// first byte of the data set (after any file meta) and are meaningless for
+// deflated syntaxes, whose offsets count inflated bytes.
+type ValueRef struct {
+	Tag Tag
+	VR  VR
+	// Offset is where the value starts (after the element or item header).
+	Offset int64
+	// Length is the value's declared length; 0xFFFFFFFF (undefined) for
+	// encapsulated pixel data and sequences of undefined length.
+	Length uint32
+}
+
+// UndefinedLength is the declared length of a value delimited by items.
+const UndefinedLength uint32 = undefinedLength
+
+// ScanOptions select what ScanWith extracts and records.
+type ScanOptions struct {
+	// Want selects the elements to extract (see Scan); nil extracts none.
+	Want func(Tag) bool
+	// StopAtPixelData ends the scan right after the header of the
+	// top-level Pixel Data element (ScanResult.PixelData locates it): its
+	// value and whatever follows are not read. Meant for metadata and
+	// frame access, which must not read megabytes of pixels to find them.
+	StopAtPixelData bool
+	// RecordSkipped fills ScanResult.Skipped.
+	RecordSkipped bool
+	// RecordFragments fills ScanResult.Fragments.
+	RecordFragments bool
 }
 
 // WantAll is a want function for Scan that extracts every element.
@@ -115,7 +156,13 @@ type scanner struct {
 	want func(Tag) bool
 	res  *ScanResult
 	held int64
+	opt  ScanOptions
+	// topPixels is set while the top-level Pixel Data is read.
+	topPixels bool
 }
+
+// errStopped ends a scan at the Pixel Data (ScanOptions.StopAtPixelData).
+var errStopped = errors.New("dicom: scan stopped at pixel data")
 
 // Scan reads a whole dataset (the bytes after the Part 10 file meta, or the
 // data set of a C-STORE) from r in transfer syntax ts until EOF and
@@ -134,12 +181,19 @@ type scanner struct {
 // Structural errors are *ScanError values wrapping ErrTruncated,
 // ErrMalformed or ErrLimitExceeded.
 func Scan(r io.Reader, ts TransferSyntax, lim Limits, want func(Tag) bool) (*ScanResult, error) {
+	return ScanWith(r, ts, lim, ScanOptions{Want: want})
+}
+
+// ScanWith is Scan with options: it can stop at the Pixel Data and record
+// where the values it did not extract are.
+func ScanWith(r io.Reader, ts TransferSyntax, lim Limits, opt ScanOptions) (*ScanResult, error) {
 	lim = lim.withDefaults()
+	want := opt.Want
 	if want == nil {
 		want = func(Tag) bool { return false }
 	}
 	res := &ScanResult{Dataset: newDataset(nil, ts.BigEndian)}
-	sc := &scanner{ts: ts, want: want, res: res}
+	sc := &scanner{ts: ts, want: want, res: res, opt: opt}
 	sc.lim = lim
 	var counted *countingReader
 	var zbuf *bufio.Reader
@@ -156,6 +210,9 @@ func Scan(r io.Reader, ts TransferSyntax, lim Limits, want func(Tag) bool) (*Sca
 	defer putReader(sc.br)
 	enc := encoding{explicit: ts.ExplicitVR || ts.Deflated, be: ts.BigEndian}
 	err := sc.dataset(enc, res.Dataset, -1, 0, true)
+	if err == errStopped {
+		err = nil
+	}
 	if counted != nil {
 		res.Size = counted.n - int64(zbuf.Buffered())
 	} else {
@@ -217,10 +274,19 @@ func (sc *scanner) dataset(enc encoding, ds *Dataset, end int64, depth int, top 
 		sc.res.Elements++
 		if top && tag == TagPixelData {
 			sc.res.HasPixelData = true
+			sc.res.PixelData = &ValueRef{Tag: tag, VR: vr, Offset: sc.off, Length: length}
+			if sc.opt.StopAtPixelData {
+				return errStopped
+			}
 		}
+		if top && sc.opt.RecordSkipped && tag != TagSpecificCharacterSet && !sc.want(tag) {
+			sc.res.Skipped = append(sc.res.Skipped, ValueRef{Tag: tag, VR: vr, Offset: sc.off, Length: length})
+		}
+		sc.topPixels = top && tag == TagPixelData
 		if err := sc.element(enc, ds, tag, vr, length, start, end, depth); err != nil {
 			return err
 		}
+		sc.topPixels = false
 	}
 }
 
@@ -379,6 +445,10 @@ func (sc *scanner) sequence(enc encoding, ds *Dataset, extract bool, tag Tag, vr
 	}
 }
 
+// maxFragments bounds the fragments ScanOptions.RecordFragments records
+// (a lying file must not make Relais allocate without bound).
+const maxFragments = 1 << 20
+
 // fragments reads encapsulated pixel data: a Basic Offset Table item, then
 // fragment items, then a sequence delimitation item.
 func (sc *scanner) fragments(enc encoding, tag Tag, start, end int64) error {
@@ -407,6 +477,12 @@ func (sc *scanner) fragments(enc encoding, tag Tag, start, end int64) error {
 			}
 			if err := sc.checkValue(istart, tag, ilen, end); err != nil {
 				return err
+			}
+			if sc.opt.RecordFragments && sc.topPixels {
+				if len(sc.res.Fragments) >= maxFragments {
+					return scanErr(istart, tag, ErrLimitExceeded, "more than %d pixel data fragments", maxFragments)
+				}
+				sc.res.Fragments = append(sc.res.Fragments, ValueRef{Tag: TagItem, Offset: sc.off, Length: ilen})
 			}
 			if err := sc.skip(int64(ilen), istart, tag); err != nil {
 				return err

@@ -463,3 +463,63 @@ func TestScanTruncatedNeverNil(t *testing.T) {
 		}
 	}
 }
+
+func TestScanWith(t *testing.T) {
+	ts, _ := LookupTransferSyntax(ExplicitVRLittleEndian)
+	icon := newRaw(ts).hdr(TagPixelData, VROB, 4).val(9, 9, 9, 9).Bytes()
+	b := newRaw(ts).
+		str(NewTag(0x0008, 0x0018), VRUI, "1.2.3").
+		hdr(NewTag(0x0009, 0x1010), VROB, 6).val(1, 2, 3, 4, 5, 6).
+		hdr(NewTag(0x0088, 0x0200), VRSQ, undefinedLength).
+		item(TagItem, uint32(len(icon))).val(icon...).
+		item(TagSequenceDelimitationItem, 0).
+		hdr(TagPixelData, VROB, undefinedLength).
+		item(TagItem, 4).val(0, 0, 0, 0).
+		item(TagItem, 6).val(1, 2, 3, 4, 5, 6).
+		item(TagItem, 2).val(7, 8).
+		item(TagSequenceDelimitationItem, 0).Bytes()
+	encaps, _ := LookupTransferSyntax("1.2.840.10008.1.2.4.50")
+	want := WantTags(NewTag(0x0008, 0x0018))
+
+	res, err := ScanWith(bytes.NewReader(b), encaps, DefaultLimits(), ScanOptions{Want: want, RecordSkipped: true, RecordFragments: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.PixelData == nil || res.PixelData.Length != UndefinedLength || res.PixelData.VR != VROB {
+		t.Fatalf("pixel data ref %+v", res.PixelData)
+	}
+	if len(res.Skipped) != 3 || res.Skipped[0].Tag != NewTag(0x0009, 0x1010) || res.Skipped[2].Tag != TagPixelData {
+		t.Fatalf("skipped %+v", res.Skipped)
+	}
+	if got := b[res.Skipped[0].Offset : res.Skipped[0].Offset+int64(res.Skipped[0].Length)]; !bytes.Equal(got, []byte{1, 2, 3, 4, 5, 6}) {
+		t.Fatalf("skipped value at offset: %v", got)
+	}
+	// The icon's pixel data is nested: only the top-level fragments count.
+	if len(res.Fragments) != 3 {
+		t.Fatalf("fragments %+v", res.Fragments)
+	}
+	for i, want := range [][]byte{{0, 0, 0, 0}, {1, 2, 3, 4, 5, 6}, {7, 8}} {
+		f := res.Fragments[i]
+		if got := b[f.Offset : f.Offset+int64(f.Length)]; !bytes.Equal(got, want) {
+			t.Fatalf("fragment %d = %v, want %v", i, got, want)
+		}
+	}
+
+	// Stopping at the pixel data reads nothing after its header: a stream
+	// cut right after it is no error.
+	cut := res.PixelData.Offset
+	res, err = ScanWith(bytes.NewReader(b[:cut]), encaps, DefaultLimits(), ScanOptions{Want: want, StopAtPixelData: true})
+	if err != nil {
+		t.Fatalf("stop at pixel data: %v", err)
+	}
+	if res.PixelData == nil || res.PixelData.Offset != cut || res.Size != cut {
+		t.Fatalf("stop: ref %+v size %d, want offset %d", res.PixelData, res.Size, cut)
+	}
+	if _, ok := res.Dataset.Get(NewTag(0x0008, 0x0018)); !ok {
+		t.Fatal("wanted element before the pixel data not extracted")
+	}
+	// Without the option the same cut is a truncation.
+	if _, err := Scan(bytes.NewReader(b[:cut]), encaps, DefaultLimits(), want); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("plain scan of cut data: %v", err)
+	}
+}
