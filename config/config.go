@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -35,6 +36,8 @@ type Config struct {
 	RemoteAEs []RemoteAE `yaml:"remote_aes"`
 	// Storage selects the index and blob backends.
 	Storage Storage `yaml:"storage"`
+	// HTTP configures the HTTP services (DICOMweb, REST API).
+	HTTP HTTP `yaml:"http"`
 	// Log configures structured logging.
 	Log Log `yaml:"log"`
 }
@@ -147,6 +150,41 @@ type S3Blob struct {
 	SecretKeyFile string `yaml:"secret_key_file"`
 }
 
+// HTTP configures the HTTP services.
+type HTTP struct {
+	// Auth is "token" (default: every route that returns or takes patient
+	// data requires "Authorization: Bearer TOKEN", tokens made by `relais
+	// token create`) or "none" (no authentication at all: only for a
+	// closed test network; a warning is logged at every start).
+	Auth string `yaml:"auth"`
+	// PublicURL is the base URL clients reach Relais at, e.g.
+	// "https://relais.example.org" behind a reverse proxy; it prefixes the
+	// Retrieve URLs and Bulk Data URIs Relais returns. Empty: taken from
+	// each request's Host (and X-Forwarded-Proto).
+	PublicURL string `yaml:"public_url"`
+	// CORS lets browser applications served from other origins (a viewer
+	// such as OHIF) call the HTTP services.
+	CORS CORS `yaml:"cors"`
+	// MaxSTOWSize bounds the body of one STOW-RS request (default 4GiB).
+	MaxSTOWSize ByteSize `yaml:"max_stow_size"`
+}
+
+// CORS is the cross-origin policy of the HTTP services.
+type CORS struct {
+	// AllowedOrigins lists the origins allowed ("https://viewer.example.org");
+	// "*" allows any origin (then credentials are never allowed). Empty:
+	// no cross-origin access.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// MaxAge is how long browsers may cache a preflight answer (default 10m).
+	MaxAge Duration `yaml:"max_age"`
+}
+
+// HTTP authentication modes.
+const (
+	AuthToken = "token"
+	AuthNone  = "none"
+)
+
 // Log configures logging.
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
@@ -178,6 +216,7 @@ func Default() *Config {
 		DICOM:   DICOM{DuplicatePolicy: DuplicateKeepFirst, QueryRetrieveLoopback: true},
 		Storage: Storage{Blobs: Blobs{Backend: "fs", S3: S3Blob{Region: "us-east-1", AccessKeyEnv: "RELAIS_S3_ACCESS_KEY", SecretKeyEnv: "RELAIS_S3_SECRET_KEY"}}},
 		Log:     Log{Level: "info", Format: "text"},
+		HTTP:    HTTP{Auth: AuthToken, MaxSTOWSize: 4 << 30, CORS: CORS{MaxAge: Duration(10 * time.Minute)}},
 	}
 }
 
@@ -384,6 +423,32 @@ func (c *Config) Validate() error {
 		}
 	default:
 		return bad("storage.blobs.backend", "%q is not one of fs, s3", c.Storage.Blobs.Backend)
+	}
+	switch c.HTTP.Auth {
+	case AuthToken, AuthNone:
+	default:
+		return bad("http.auth", "%q is not one of token, none", c.HTTP.Auth)
+	}
+	if c.HTTP.PublicURL != "" {
+		u, err := url.Parse(c.HTTP.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return bad("http.public_url", "%q is not an absolute http(s) URL without query", c.HTTP.PublicURL)
+		}
+	}
+	for i, o := range c.HTTP.CORS.AllowedOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return bad(fmt.Sprintf("http.cors.allowed_origins[%d]", i), "%q is not an origin like https://viewer.example.org", o)
+		}
+	}
+	if c.HTTP.CORS.MaxAge < 0 {
+		return bad("http.cors.max_age", "must not be negative")
+	}
+	if c.HTTP.MaxSTOWSize <= 0 {
+		return bad("http.max_stow_size", "must be positive")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -59,6 +59,10 @@ func TestInvalidNamesTheKey(t *testing.T) {
 		{"log: {level: loud}", "log.level"},
 		{"ae_titel: X", "ae_titel"},
 		{"dicom: {transfer_syntaxes: [explicit]}", "dicom.transfer_syntaxes[0]"},
+		{"http: {auth: off}", "http.auth"},
+		{"http: {public_url: 'relais.local'}", "http.public_url"},
+		{"http: {cors: {allowed_origins: ['http://ok.example', 'viewer']}}", "http.cors.allowed_origins[1]"},
+		{"http: {max_stow_size: 0}", "http.max_stow_size"},
 	}
 	for _, tc := range cases {
 		_, err := Parse([]byte(tc.yaml))
