@@ -136,6 +136,11 @@ type ScanOptions struct {
 	RecordSkipped bool
 	// RecordFragments fills ScanResult.Fragments.
 	RecordFragments bool
+	// SkipLarger, when not zero, skips wanted non-sequence values longer
+	// than it instead of extracting them (and, at the top level, records
+	// them in ScanResult.Skipped when RecordSkipped is set): metadata
+	// readers want every attribute but not a 40 MB private blob.
+	SkipLarger uint32
 }
 
 // WantAll is a want function for Scan that extracts every element.
@@ -279,7 +284,8 @@ func (sc *scanner) dataset(enc encoding, ds *Dataset, end int64, depth int, top 
 				return errStopped
 			}
 		}
-		if top && sc.opt.RecordSkipped && tag != TagSpecificCharacterSet && !sc.want(tag) {
+		if top && sc.opt.RecordSkipped && tag != TagSpecificCharacterSet && (!sc.want(tag) ||
+			sc.opt.SkipLarger > 0 && length != undefinedLength && length > sc.opt.SkipLarger && vr != VRSQ) {
 			sc.res.Skipped = append(sc.res.Skipped, ValueRef{Tag: tag, VR: vr, Offset: sc.off, Length: length})
 		}
 		sc.topPixels = top && tag == TagPixelData
@@ -300,6 +306,9 @@ func (sc *scanner) hold(n int64, start int64, tag Tag) error {
 
 func (sc *scanner) element(enc encoding, ds *Dataset, tag Tag, vr VR, length uint32, start, end int64, depth int) error {
 	extract := ds != nil && (tag == TagSpecificCharacterSet || sc.want(tag))
+	if extract && sc.opt.SkipLarger > 0 && length != undefinedLength && length > sc.opt.SkipLarger && vr != VRSQ && tag != TagSpecificCharacterSet {
+		extract = false
+	}
 	if length == undefinedLength {
 		switch {
 		case tag == TagPixelData && enc.explicit && (vr == VROB || vr == VROW) && sc.ts.Encapsulated:

@@ -523,3 +523,24 @@ func TestScanWith(t *testing.T) {
 		t.Fatalf("plain scan of cut data: %v", err)
 	}
 }
+
+func TestScanWithSkipLarger(t *testing.T) {
+	ts, _ := LookupTransferSyntax(ExplicitVRLittleEndian)
+	b := newRaw(ts).
+		str(NewTag(0x0008, 0x0018), VRUI, "1.2.3").
+		hdr(NewTag(0x0009, 0x1010), VROB, 64).zeros(64).
+		hdr(NewTag(0x0009, 0x1011), VROB, 4).val(1, 2, 3, 4).Bytes()
+	res, err := ScanWith(bytes.NewReader(b), ts, DefaultLimits(), ScanOptions{Want: WantAll, RecordSkipped: true, SkipLarger: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := res.Dataset.Get(NewTag(0x0009, 0x1010)); ok {
+		t.Fatal("value over SkipLarger extracted")
+	}
+	if e, ok := res.Dataset.Get(NewTag(0x0009, 0x1011)); !ok || len(e.Raw) != 4 {
+		t.Fatal("small value not extracted")
+	}
+	if len(res.Skipped) != 1 || res.Skipped[0].Tag != NewTag(0x0009, 0x1010) || res.Skipped[0].Length != 64 {
+		t.Fatalf("skipped %+v", res.Skipped)
+	}
+}
