@@ -69,6 +69,11 @@ type Request struct {
 	TransferSyntaxUID           string
 	// Data is the data set (without file meta), in TransferSyntaxUID.
 	Data io.Reader
+	// ExpectStudyInstanceUID, when set, is the study the instance must
+	// belong to (STOW-RS to /studies/{study}): an instance of another study
+	// is refused before anything is committed (status A900, cause
+	// "study-mismatch"), so it is never indexed and its blob is discarded.
+	ExpectStudyInstanceUID string
 }
 
 // Result is what happened to an accepted instance.
@@ -413,9 +418,20 @@ func (p *Pipeline) duplicate(ctx context.Context, rq *Request, ts dicom.Transfer
 	if rq != nil {
 		h := xxh3.New128()
 		tee := &teeReader{r: rq.Data, w: h}
-		if _, err := dicom.Scan(tee, ts, p.Limits, func(dicom.Tag) bool { return false }); err != nil {
+		want := func(dicom.Tag) bool { return false }
+		if rq.ExpectStudyInstanceUID != "" {
+			want = func(t dicom.Tag) bool { return t == dicom.TagStudyInstanceUID }
+		}
+		scan, err := dicom.Scan(tee, ts, p.Limits, want)
+		if err != nil {
 			drain(rq.Data)
 			return nil, scanError(tee, err)
+		}
+		if rq.ExpectStudyInstanceUID != "" {
+			study, _ := scan.Dataset.String(dicom.TagStudyInstanceUID)
+			if err := checkStudy(rq, study); err != nil {
+				return nil, err
+			}
 		}
 		identical = checksum(h) == prev.Checksum
 	}
@@ -449,6 +465,9 @@ func (p *Pipeline) instance(rq *Request, scan *dicom.ScanResult, key string, siz
 	if study == "" || series == "" {
 		return nil, "", &Error{Status: StatusIdentifierMismatch, Cause: "mismatch",
 			Err: errors.New("data set lacks Study or Series Instance UID")}
+	}
+	if err := checkStudy(rq, study); err != nil {
+		return nil, "", err
 	}
 	warn := ""
 	if cls := str(dicom.TagSOPClassUID); cls != rq.SOPClassUID {
@@ -490,6 +509,17 @@ func (p *Pipeline) instance(rq *Request, scan *dicom.ScanResult, key string, siz
 		CharacterSet:      strings.Join(ds.CharacterSet, `\`),
 	}
 	return inst, warn, nil
+}
+
+// checkStudy refuses a data set of another study than the one the request
+// expects (Request.ExpectStudyInstanceUID).
+func checkStudy(rq *Request, study string) error {
+	want := strings.TrimRight(rq.ExpectStudyInstanceUID, " \x00")
+	if want == "" || study == want {
+		return nil
+	}
+	return &Error{Status: StatusIdentifierMismatch, Cause: "study-mismatch",
+		Err: fmt.Errorf("data set Study Instance UID %q differs from the expected %q", study, want)}
 }
 
 // checksum formats the data set's hash as stored in the index.

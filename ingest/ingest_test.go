@@ -416,3 +416,66 @@ func TestSequenceItemsNested(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
+
+func TestExpectStudyInstanceUID(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		policy    DuplicatePolicy
+		stored    bool // an instance with the same SOP Instance UID is already stored
+		sameStudy bool
+	}{
+		{"same study", KeepFirst, false, true},
+		{"other study", KeepFirst, false, false},
+		{"other study, duplicate keep-first", KeepFirst, true, false},
+		{"same study, duplicate keep-first", KeepFirst, true, true},
+		{"other study, duplicate replace", Replace, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ix := memindex.New()
+			p := newPipeline(t, t.TempDir(), ix)
+			p.Duplicates = tc.policy
+			c, ds := ct(t, nil)
+			if tc.stored {
+				if _, err := p.Store(ctx, request(c, ds)); err != nil {
+					t.Fatal(err)
+				}
+				c2 := *c
+				c2.PatientName = "Doe^John" // different bytes
+				ds, _ = c2.Dataset()
+			}
+			rq := request(c, ds)
+			rq.ExpectStudyInstanceUID = c.StudyUID
+			if !tc.sameStudy {
+				rq.ExpectStudyInstanceUID = testdicom.UID()
+			}
+			res, err := p.Store(ctx, rq)
+			if tc.sameStudy {
+				if err != nil || res.Status != StatusSuccess {
+					t.Fatalf("res %+v err %v", res, err)
+				}
+			} else {
+				var ie *Error
+				if !errors.As(err, &ie) || ie.Status != StatusIdentifierMismatch || ie.Cause != "study-mismatch" {
+					t.Fatalf("err %v, want A900 study-mismatch", err)
+				}
+			}
+			want := 0
+			if tc.stored || tc.sameStudy {
+				want = 1
+			}
+			n := 0
+			p.Blobs.Walk(ctx, func(string, int64) error { n++; return nil })
+			st, _ := ix.Stats(ctx)
+			if n != want || st.Instances != int64(want) {
+				t.Errorf("%d blobs, %d indexed, want %d", n, st.Instances, want)
+			}
+			if tc.stored {
+				inst, _ := ix.GetInstance(ctx, c.SOPUID)
+				if inst.Attrs["00100010"] != "Doe^Jane" && !(tc.sameStudy && tc.policy == Replace) {
+					t.Errorf("stored instance changed: %+v", inst.Attrs)
+				}
+			}
+		})
+	}
+}
