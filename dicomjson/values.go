@@ -1,0 +1,314 @@
+package dicomjson
+
+import (
+	"math"
+	"strconv"
+
+	"github.com/relais-health/relais/dicom"
+)
+
+// vrKind classifies how the values of a VR are written.
+type vrKind uint8
+
+const (
+	kindText   vrKind = iota // JSON strings, multi-valued ('\')
+	kindSingle               // JSON string, single value, leading spaces kept (LT, ST, UT, UR)
+	kindPN                   // Person Name objects
+	kindDS                   // decimal string as JSON numbers
+	kindIS                   // integer string as JSON numbers
+	kindBinNum               // binary numbers (US, SS, UL, SL, UV, SV, FL, FD)
+	kindAT                   // attribute tags
+	kindBulk                 // OB, OW, OD, OF, OL, OV, UN: InlineBinary
+	kindSQ                   // sequence
+)
+
+func kindOf(vr dicom.VR) vrKind {
+	switch vr {
+	case dicom.VRPN:
+		return kindPN
+	case dicom.VRDS:
+		return kindDS
+	case dicom.VRIS:
+		return kindIS
+	case dicom.VRLT, dicom.VRST, dicom.VRUT, dicom.VRUR:
+		return kindSingle
+	case dicom.VRUS, dicom.VRSS, dicom.VRUL, dicom.VRSL, dicom.VRUV, dicom.VRSV, dicom.VRFL, dicom.VRFD:
+		return kindBinNum
+	case dicom.VRAT:
+		return kindAT
+	case dicom.VRSQ:
+		return kindSQ
+	case dicom.VRAE, dicom.VRAS, dicom.VRCS, dicom.VRDA, dicom.VRDT, dicom.VRTM, dicom.VRUI,
+		dicom.VRLO, dicom.VRSH, dicom.VRUC:
+		return kindText
+	}
+	return kindBulk
+}
+
+// restricted reports VRs whose values use the default repertoire only and
+// are therefore never decoded with the Specific Character Set (as in
+// dicom.Dataset.Strings).
+func restricted(vr dicom.VR) bool {
+	switch vr {
+	case dicom.VRUI, dicom.VRDA, dicom.VRTM, dicom.VRDT, dicom.VRAS, dicom.VRCS, dicom.VRDS, dicom.VRIS, dicom.VRAE:
+		return true
+	}
+	return false
+}
+
+func isPad(c byte) bool { return c == ' ' || c == 0 }
+
+// trimValue trims trailing spaces and NULs and, unless keepLeading, leading
+// ones too (the padding rules of dicom.Dataset.Strings).
+func trimValue(v []byte, keepLeading bool) []byte {
+	for len(v) > 0 && isPad(v[len(v)-1]) {
+		v = v[:len(v)-1]
+	}
+	if !keepLeading {
+		for len(v) > 0 && isPad(v[0]) {
+			v = v[1:]
+		}
+	}
+	return v
+}
+
+// nextValue returns the value at the start of s up to the next backslash
+// (when multi) and the rest after it; more is false after the last value.
+func nextValue(s []byte, multi bool) (v, rest []byte, more bool) {
+	if multi {
+		for i, c := range s {
+			if c == '\\' {
+				return s[:i], s[i+1:], true
+			}
+		}
+	}
+	return s, nil, false
+}
+
+// textValues writes `,"Value":[...]` for character data s (already UTF-8)
+// of kind k, or nothing if every value is empty.
+func (e *encoder) textValues(k vrKind, s []byte) {
+	multi := k != kindSingle
+	keepLeading := k == kindSingle
+	any := false
+	for rest, more := s, true; more; {
+		var v []byte
+		v, rest, more = nextValue(rest, multi)
+		if len(trimValue(v, keepLeading)) > 0 {
+			any = true
+			break
+		}
+	}
+	if !any {
+		return
+	}
+	e.raw(`,"Value":[`)
+	first := true
+	for rest, more := s, true; more; {
+		var v []byte
+		v, rest, more = nextValue(rest, multi)
+		v = trimValue(v, keepLeading)
+		if !first {
+			e.byte(',')
+		}
+		first = false
+		if len(v) == 0 {
+			e.raw("null")
+			continue
+		}
+		switch k {
+		case kindPN:
+			e.personName(v)
+		case kindDS:
+			e.number(v, true)
+		case kindIS:
+			e.number(v, false)
+		case kindAT:
+			e.atText(v)
+		case kindBinNum:
+			e.number(v, true)
+		default:
+			e.str(v)
+		}
+	}
+	e.byte(']')
+}
+
+var pnGroups = [3]string{`"Alphabetic":`, `"Ideographic":`, `"Phonetic":`}
+
+// personName writes one PN value as an object with its component groups
+// (split on '='); empty groups are left out, groups after the third are
+// ignored, and a value with no non-empty group is null.
+func (e *encoder) personName(v []byte) {
+	var groups [3][]byte
+	n := 0
+	for i := 0; n < 3; n++ {
+		j := i
+		for j < len(v) && v[j] != '=' {
+			j++
+		}
+		groups[n] = trimValue(v[i:j], false)
+		if j >= len(v) {
+			n++
+			break
+		}
+		i = j + 1
+	}
+	empty := true
+	for _, g := range groups {
+		if len(g) > 0 {
+			empty = false
+		}
+	}
+	if empty {
+		e.raw("null")
+		return
+	}
+	e.byte('{')
+	first := true
+	for i, g := range groups {
+		if len(g) == 0 {
+			continue
+		}
+		if !first {
+			e.byte(',')
+		}
+		first = false
+		e.raw(pnGroups[i])
+		e.str(g)
+	}
+	e.byte('}')
+}
+
+// number writes a DS (decimal) or IS (integer, !decimal) value as a JSON
+// number, normalised as dcm2json does (PS3.18 F.2.3.1 wants JSON numbers;
+// RFC 8259 forbids the '+' signs, leading zeros and bare periods that DICOM
+// allows): '+' signs dropped, leading zeros of the integer part dropped, a
+// zero added around a bare period ("1." → 1.0, ".5" → 0.5). A value that is
+// still not a JSON number ("NaN", "1,5", "12a") is written as a JSON string
+// holding the value as it is: CP 1861 allows strings for DS and IS, and
+// unlike dcm2json the output stays valid JSON.
+func (e *encoder) number(v []byte, decimal bool) {
+	start := len(e.buf)
+	if appendNumber(e, v, decimal) {
+		return
+	}
+	e.buf = e.buf[:start]
+	e.str(v)
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// appendNumber appends the normalised number and reports whether v is one.
+func appendNumber(e *encoder, v []byte, decimal bool) bool {
+	i := 0
+	if i < len(v) && (v[i] == '+' || v[i] == '-') {
+		if v[i] == '-' {
+			e.byte('-')
+		}
+		i++
+	}
+	ds := i
+	for i < len(v) && isDigit(v[i]) {
+		i++
+	}
+	intPart := v[ds:i]
+	var frac []byte
+	dot := false
+	if decimal && i < len(v) && v[i] == '.' {
+		dot = true
+		i++
+		fs := i
+		for i < len(v) && isDigit(v[i]) {
+			i++
+		}
+		frac = v[fs:i]
+	}
+	if len(intPart) == 0 && len(frac) == 0 {
+		return false
+	}
+	for len(intPart) > 1 && intPart[0] == '0' {
+		intPart = intPart[1:]
+	}
+	if len(intPart) == 0 {
+		e.byte('0')
+	} else {
+		e.rawBytes(intPart)
+	}
+	if dot {
+		e.byte('.')
+		if len(frac) == 0 {
+			e.byte('0')
+		} else {
+			e.rawBytes(frac)
+		}
+	}
+	if decimal && i < len(v) && (v[i] == 'e' || v[i] == 'E') {
+		e.byte(v[i])
+		i++
+		if i < len(v) && (v[i] == '+' || v[i] == '-') {
+			if v[i] == '-' {
+				e.byte('-')
+			}
+			i++
+		}
+		es := i
+		for i < len(v) && isDigit(v[i]) {
+			i++
+		}
+		if i == es {
+			return false
+		}
+		e.rawBytes(v[es:i])
+	}
+	return i == len(v)
+}
+
+// float writes a binary floating point value: a JSON number, or for NaN and
+// the infinities (which JSON numbers cannot express) the strings "NaN",
+// "Infinity" and "-Infinity".
+func (e *encoder) float(f float64, bits int) {
+	switch {
+	case math.IsNaN(f):
+		e.raw(`"NaN"`)
+	case math.IsInf(f, 1):
+		e.raw(`"Infinity"`)
+	case math.IsInf(f, -1):
+		e.raw(`"-Infinity"`)
+	default:
+		e.buf = strconv.AppendFloat(e.buf, f, 'g', -1, bits)
+	}
+}
+
+// atText writes an AT value given as text ("GGGG,EEEE", "(GGGG,EEEE)" or
+// "GGGGEEEE") as "GGGGEEEE"; anything else is written as it is.
+func (e *encoder) atText(v []byte) {
+	var hex [8]byte
+	n := 0
+	for _, c := range v {
+		switch {
+		case c == '(' || c == ')' || c == ',':
+			continue
+		case isDigit(c) || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f'):
+			if n == 8 {
+				e.str(v)
+				return
+			}
+			if c >= 'a' {
+				c -= 'a' - 'A'
+			}
+			hex[n] = c
+			n++
+		default:
+			e.str(v)
+			return
+		}
+	}
+	if n != 8 {
+		e.str(v)
+		return
+	}
+	e.byte('"')
+	e.rawBytes(hex[:])
+	e.byte('"')
+}
