@@ -127,9 +127,9 @@ func Open(dataDir string) (*Store, error) {
 	s := &Store{path: filepath.Join(dir, FileName), now: time.Now, entries: map[string]*entry{}}
 	fi, err := os.Stat(s.path)
 	if errors.Is(err, os.ErrNotExist) {
-		f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_CREATE, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("auth: %w", err)
+		f, cerr := os.OpenFile(s.path, os.O_WRONLY|os.O_CREATE, 0o600)
+		if cerr != nil {
+			return nil, fmt.Errorf("auth: %w", cerr)
 		}
 		f.Close()
 		if err := syncDir(dir); err != nil {
