@@ -155,8 +155,9 @@ func (r *Response) Reasons() []string {
 // Store reads a multipart/related body and ingests each part; it never
 // buffers a whole instance in memory (parts stream into the pipeline). Each
 // instance is durable before Store returns. A request refused as a whole
-// returns a *RequestError (415 or 400) and stores nothing; otherwise the
-// Response says what was stored and what failed.
+// returns a *RequestError (415 or 400) and stores nothing (or ctx's error
+// when it is done before the first part); otherwise the Response says what
+// was stored and what failed.
 func Store(ctx context.Context, p *ingest.Pipeline, contentType string, body io.Reader, opt Options) (*Response, error) {
 	boundary, partType, err := checkContentType(contentType)
 	if err != nil {
@@ -178,11 +179,20 @@ func Store(ctx context.Context, p *ingest.Pipeline, contentType string, body io.
 	n := 0
 	for {
 		if err := ctx.Err(); err != nil {
+			if n == 0 {
+				return nil, err
+			}
 			s.other(n+1, FailureProcessing, "request cancelled: "+err.Error()+"; the remaining parts were not read")
 			break
 		}
 		part, err := mr.NextPart()
 		if err == io.EOF {
+			break
+		}
+		if err != nil && n > 0 && errors.Is(err, io.EOF) {
+			// The body ends right after a boundary, without the "--" of
+			// the close-delimiter: every part read was complete.
+			log.Debug("stow: multipart body without close-delimiter", "parts", n, "err", err)
 			break
 		}
 		if err != nil {
