@@ -19,11 +19,11 @@ import (
 // ArrayWriter is not safe for concurrent use. It does not buffer: give it
 // a buffered writer (each object is written in chunks of 32 KiB at most).
 type ArrayWriter struct {
-	w      io.Writer
-	n      int
-	begun  bool
-	ended  bool
-	err    error
+	w     io.Writer
+	n     int
+	begun bool
+	ended bool
+	err   error
 }
 
 // NewArrayWriter returns an ArrayWriter writing to w.

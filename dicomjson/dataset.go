@@ -63,12 +63,10 @@ var ErrTooDeep = errors.New("dicomjson: sequences nested too deep")
 //
 // Specific Character Set (0008,0005): every value in the output is UTF-8,
 // so when the source declared a character set other than the default
-// repertoire (any value other than "" and "ISO_IR 6") the attribute is
-// written as "ISO_IR 192". dcm2json (dcmtk 3.6.7) instead copies the
-// declared value while writing the bytes it read unconverted, which for
-// ISO 8859 or ISO 2022 data gives JSON that is not valid UTF-8 or mislabels
-// it; dcm4che and the PS3.18 examples write ISO_IR 192 for converted data.
-// A declared default repertoire is copied as it is.
+// repertoire (any value other than "", "ISO_IR 6" and "ISO 2022 IR 6") the
+// attribute is written as "ISO_IR 192", as dcm2json does after converting
+// to UTF-8 (dcmtk 3.6.7; checked by the interop tests). A declared default
+// repertoire is copied as it is.
 //
 // The JSON is written by hand into a pooled buffer flushed to w every
 // 32 KiB, without reflection. Only write errors and ErrTooDeep are
@@ -346,9 +344,11 @@ func (e *encoder) binaryNumbers(ds *dicom.Dataset, b []byte, vr dicom.VR) {
 		case dicom.VRSL:
 			e.buf = strconv.AppendInt(e.buf, int64(int32(bo.Uint32(v))), 10)
 		case dicom.VRUV:
-			e.buf = strconv.AppendUint(e.buf, bo.Uint64(v), 10)
+			u := bo.Uint64(v)
+			e.bigInt(strconv.AppendUint(e.num[:0], u, 10), u > maxSafe)
 		case dicom.VRSV:
-			e.buf = strconv.AppendInt(e.buf, int64(bo.Uint64(v)), 10)
+			i := int64(bo.Uint64(v))
+			e.bigInt(strconv.AppendInt(e.num[:0], i, 10), i > maxSafe || i < -maxSafe)
 		case dicom.VRFL:
 			e.float(float64(math.Float32frombits(bo.Uint32(v))), 32)
 		case dicom.VRFD:
@@ -357,6 +357,23 @@ func (e *encoder) binaryNumbers(ds *dicom.Dataset, b []byte, vr dicom.VR) {
 		e.maybeFlush()
 	}
 	e.byte(']')
+}
+
+// maxSafe is the largest integer a JSON number holds exactly in the
+// IEEE 754 double most clients parse it into (2^53-1).
+const maxSafe = 1<<53 - 1
+
+// bigInt writes the decimal digits of an SV or UV value: a JSON number
+// within ±(2^53-1), otherwise (quoted) a JSON string, as dcm2json does
+// and PS3.18 F.2.3.1 allows, so that JavaScript clients lose no digits.
+func (e *encoder) bigInt(digits []byte, quoted bool) {
+	if quoted {
+		e.byte('"')
+	}
+	e.rawBytes(digits)
+	if quoted {
+		e.byte('"')
+	}
 }
 
 // binaryTags writes AT values as "GGGGEEEE".

@@ -21,6 +21,7 @@ type encoder struct {
 	err     error
 	scratch []byte // for decoded or byte-swapped values
 	tags    []dicom.Tag
+	num     [24]byte // digits of one number
 }
 
 var encoderPool = sync.Pool{New: func() any {
