@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/relais-health/relais/dicom"
 )
@@ -44,7 +43,7 @@ func (im *Image) Frame(i int) (io.Reader, error) {
 	}
 	bits := im.frameBits()
 	startBit := int64(i-1) * bits
-	if startBit%8 == 0 && im.swapUnit() == 1 {
+	if startBit%8 == 0 && bits%8 == 0 && im.swapUnit() == 1 {
 		return io.NewSectionReader(im.r, im.pixOff+startBit/8, im.FrameLength), nil
 	}
 	b, err := im.nativeFrame(i)
@@ -105,7 +104,7 @@ func (im *Image) nativeFrame(i int) ([]byte, error) {
 	}
 	buf = buf[lo-alo:]
 	n := im.FrameLength
-	if shift := uint(startBit % 8); shift != 0 {
+	if shift := uint(startBit % 8); shift != 0 || bits%8 != 0 {
 		// 1-bit frame starting inside a byte: pixels are packed from the
 		// least significant bit (PS3.5 8.1.1, D.2), shift them down.
 		out := make([]byte, n)
@@ -237,7 +236,7 @@ func FrameMediaType(uid string) (mediaType, transferSyntaxUID string) {
 	switch {
 	case uid == dicom.JPEGLSLossless || uid == dicom.JPEGLSNearLossless:
 		return MediaJPEGLS, uid
-	case startMarker(uid) != nil && strings.HasPrefix(uid, "1.2.840.10008.1.2.4."):
+	case isJPEG(uid):
 		// JPEG baseline, extended, lossless (and retired JPEG processes).
 		return MediaJPEG, uid
 	case uid == dicom.JPEG2000Lossless || uid == dicom.JPEG2000:

@@ -175,7 +175,10 @@ func Open(r io.ReaderAt, size int64) (*Image, error) {
 	}
 	lim := dicom.DefaultLimits()
 	lim.MaxDatasetSize = size
-	res, err := dicom.ScanWith(io.NewSectionReader(r, metaLen, size-metaLen), ts, lim,
+	// Small reads: the scanner's buffer would otherwise read 64 KiB of
+	// pixels past the header.
+	hdr := &smallReads{r: io.NewSectionReader(r, metaLen, size-metaLen)}
+	res, err := dicom.ScanWith(hdr, ts, lim,
 		dicom.ScanOptions{Want: wantTags, StopAtPixelData: true})
 	if err != nil {
 		return nil, fmt.Errorf("imaging: reading header: %w", err)
@@ -510,6 +513,18 @@ func walk(cr *chunkReader, start, end int64, max int, fn func(hdrOff, off, lengt
 	}
 }
 
+// smallReads caps each Read at headerRead bytes.
+type smallReads struct{ r io.Reader }
+
+const headerRead = 8 << 10
+
+func (s *smallReads) Read(p []byte) (int, error) {
+	if len(p) > headerRead {
+		p = p[:headerRead]
+	}
+	return s.r.Read(p)
+}
+
 // chunkReader reads small pieces (item headers) through a one-chunk cache
 // so that walking many small fragments of a remote blob takes few reads.
 type chunkReader struct {
@@ -558,13 +573,10 @@ func readErr(err error) error {
 // codestream of the syntax uid, or nil if the syntax has no start marker
 // rule (RLE, video, encapsulated uncompressed: one fragment per frame).
 func startMarker(uid string) func(b []byte) bool {
-	switch uid {
-	case dicom.JPEGBaseline8Bit, dicom.JPEGExtended12Bit, dicom.JPEGLossless, dicom.JPEGLosslessSV1,
-		dicom.JPEGLSLossless, dicom.JPEGLSNearLossless, "1.2.840.10008.1.2.4.52", "1.2.840.10008.1.2.4.53",
-		"1.2.840.10008.1.2.4.54", "1.2.840.10008.1.2.4.55", "1.2.840.10008.1.2.4.56", "1.2.840.10008.1.2.4.58",
-		"1.2.840.10008.1.2.4.59", "1.2.840.10008.1.2.4.60", "1.2.840.10008.1.2.4.61", "1.2.840.10008.1.2.4.62",
-		"1.2.840.10008.1.2.4.63", "1.2.840.10008.1.2.4.64", "1.2.840.10008.1.2.4.65", "1.2.840.10008.1.2.4.66":
+	if isJPEG(uid) || uid == dicom.JPEGLSLossless || uid == dicom.JPEGLSNearLossless {
 		return func(b []byte) bool { return len(b) >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF }
+	}
+	switch uid {
 	case dicom.JPEG2000Lossless, dicom.JPEG2000, dicom.JPEG2000MCLossless, dicom.JPEG2000MC,
 		dicom.HTJ2KLossless, dicom.HTJ2KLosslessRPCL, dicom.HTJ2K:
 		return func(b []byte) bool {
@@ -578,6 +590,19 @@ func startMarker(uid string) func(b []byte) bool {
 		}
 	}
 	return nil
+}
+
+// isJPEG reports the JPEG (ISO 10918) transfer syntaxes, retired ones included.
+func isJPEG(uid string) bool {
+	switch uid {
+	case dicom.JPEGBaseline8Bit, dicom.JPEGExtended12Bit, dicom.JPEGLossless, dicom.JPEGLosslessSV1,
+		"1.2.840.10008.1.2.4.52", "1.2.840.10008.1.2.4.53", "1.2.840.10008.1.2.4.54", "1.2.840.10008.1.2.4.55",
+		"1.2.840.10008.1.2.4.56", "1.2.840.10008.1.2.4.58", "1.2.840.10008.1.2.4.59", "1.2.840.10008.1.2.4.60",
+		"1.2.840.10008.1.2.4.61", "1.2.840.10008.1.2.4.62", "1.2.840.10008.1.2.4.63", "1.2.840.10008.1.2.4.64",
+		"1.2.840.10008.1.2.4.65", "1.2.840.10008.1.2.4.66":
+		return true
+	}
+	return false
 }
 
 // isVideo reports the MPEG-2, H.264 and HEVC transfer syntaxes.
