@@ -185,6 +185,20 @@ func encodeElements(t *testing.T, ts dicom.TransferSyntax, els []xel) []byte {
 	var b bytes.Buffer
 	e := dicom.NewEncoder(&b, ts)
 	for _, el := range els {
+		if el.vr == dicom.VRUN && el.items != nil {
+			// UN of undefined length: items in implicit VR little endian
+			// whatever the syntax (PS3.5 6.2.2).
+			implicit, _ := dicom.LookupTransferSyntax(dicom.ImplicitVRLittleEndian)
+			ie := dicom.NewEncoder(&b, implicit)
+			must(t, e.WriteHeader(el.tag, dicom.VRUN, dicom.UndefinedLength))
+			for _, it := range el.items {
+				must(t, ie.WriteItemHeader(dicom.TagItem, dicom.UndefinedLength))
+				b.Write(encodeElements(t, implicit, it))
+				must(t, ie.WriteItemHeader(dicom.TagItemDelimitationItem, 0))
+			}
+			must(t, ie.WriteItemHeader(dicom.TagSequenceDelimitationItem, 0))
+			continue
+		}
 		if el.vr == dicom.VRSQ {
 			var items [][]byte
 			for _, it := range el.items {
@@ -200,6 +214,13 @@ func encodeElements(t *testing.T, ts dicom.TransferSyntax, els []xel) []byte {
 		}
 	}
 	return b.Bytes()
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func part10(t *testing.T, tsUID string, ds []byte) []byte {
@@ -286,6 +307,11 @@ func allVRs(bo binary.ByteOrder) []xel {
 		{tag: tag(0x0019, 0x1001), vr: dicom.VRUN, value: []byte{0, 1, 2, 0xFF, 0xFE, 3}},
 		{tag: tag(0x0019, 0x1002), vr: dicom.VRLO, value: s("private text")},
 		{tag: tag(0x0019, 0x1003), vr: dicom.VRUS, value: u16(9)},
+		// a private sequence of undefined length read as UN: written as SQ
+		{tag: tag(0x0019, 0x1010), vr: dicom.VRUN, items: [][]xel{
+			{{tag: tag(0x0008, 0x0100), vr: dicom.VRSH, value: s("CODE1")}, {tag: tag(0x0008, 0x0104), vr: dicom.VRLO, value: s("Meaning")}},
+			{},
+		}},
 		{tag: tag(0x0020, 0x0013), vr: dicom.VRIS, value: s(`-0012\+5\ 7 `)},
 		{tag: tag(0x0028, 0x0009), vr: dicom.VRAT, value: u16(0x0018, 0x1063, 0x0054, 0x0080)},
 		{tag: tag(0x0028, 0x0010), vr: dicom.VRUS, value: u16(512, 65535)},
@@ -323,6 +349,7 @@ func TestInteropAllVRs(t *testing.T) {
 	}{
 		{dicom.ExplicitVRLittleEndian, binary.LittleEndian},
 		{dicom.ExplicitVRBigEndian, binary.BigEndian},
+		{dicom.ImplicitVRLittleEndian, binary.LittleEndian},
 	} {
 		t.Run(c.uid, func(t *testing.T) {
 			ts, _ := dicom.LookupTransferSyntax(c.uid)
