@@ -75,8 +75,10 @@ type Event struct {
 	// "instance.stored", "instance.duplicate", "instance.refused", "failure".
 	Kind string `json:"kind"`
 
-	AE          string `json:"ae,omitempty"`
-	CalledAE    string `json:"called_ae,omitempty"`
+	AE       string `json:"ae,omitempty"`
+	CalledAE string `json:"called_ae,omitempty"`
+	// User is the authenticated user of an HTTP request (token's user).
+	User        string `json:"user,omitempty"`
 	Addr        string `json:"addr,omitempty"`
 	Association string `json:"association,omitempty"`
 

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/relais-health/relais/dicomweb"
 	"github.com/relais-health/relais/retrieve"
 )
 
@@ -152,6 +153,15 @@ func (n *Node) httpHandler() http.Handler {
 		}
 		json.NewEncoder(w).Encode(map[string]any{"status": "ok", "ae_title": n.Config.AETitle, "journal_seq": n.Journal.LastSeq(), "index": st})
 	})
+	if n.DICOMweb != nil {
+		base := n.DICOMweb.BasePath
+		if base == "" {
+			base = dicomweb.DefaultBasePath
+		}
+		h := n.DICOMweb.Handler()
+		mux.Handle(base+"/", h)
+		mux.Handle(base, h)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.Metrics.Registry, promhttp.HandlerOpts{}))
 	if n.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -18,8 +18,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/relais-health/relais/auth"
 	"github.com/relais-health/relais/config"
 	"github.com/relais-health/relais/dicom"
+	"github.com/relais-health/relais/dicomweb"
 	"github.com/relais-health/relais/dimse"
 	"github.com/relais-health/relais/ingest"
 	"github.com/relais-health/relais/journal"
@@ -46,6 +48,10 @@ type Node struct {
 	Blobs   storage.Blobs
 	Ingest  *ingest.Pipeline
 	Metrics *Metrics
+	// DICOMweb serves PS3.18 under /dicom-web on the HTTP listener.
+	DICOMweb *dicomweb.Server
+	// Tokens holds the API tokens (nil when http.auth is none).
+	Tokens *auth.Store
 	// Pprof mounts /debug/pprof on the HTTP listener (profiling only:
 	// never on a node reachable by others).
 	Pprof bool
@@ -126,6 +132,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 	if replayed > 0 || skipped > 0 {
 		log.Info("recovered index from journal", "replayed", replayed, "skipped_unacknowledged", skipped)
 	}
+	if err := n.openDICOMweb(); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: dicomweb: %w", err)
+	}
 	return n, nil
 }
 
@@ -164,6 +174,9 @@ func (n *Node) Serve(ctx context.Context) error {
 	cfg := n.Config
 	if len(cfg.DICOM.AllowedCallers) == 0 {
 		n.Logger.Warn("no dicom.allowed_callers configured: any calling AE may C-ECHO and C-STORE (fine for a first run; list your modalities to restrict)")
+	}
+	if cfg.HTTP.Auth == config.AuthNone && n.httpLn != nil {
+		n.Logger.Warn("http.auth is none: DICOMweb serves patient data to anyone who can reach " + addrString(n.httpLn) + " without authentication")
 	}
 	mux := dimse.NewServeMux()
 	mux.Handle(dimse.CEchoRQ, dicom.VerificationSOPClass, dimse.EchoHandler)

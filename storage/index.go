@@ -13,6 +13,8 @@ type Source struct {
 	CalledAE    string `json:"called_ae,omitempty"`
 	RemoteAddr  string `json:"remote_addr,omitempty"`
 	Association string `json:"association,omitempty"`
+	// User is the authenticated user of an HTTP channel (STOW-RS).
+	User string `json:"user,omitempty"`
 }
 
 // Instance is the index record of one stored SOP instance. It is also the
