@@ -30,6 +30,7 @@ func main() {
 	root.AddCommand(serveCmd(), echoCmd(), sendCmd(), journalCmd())
 	root.AddCommand(moveCmd(), getCmd())
 	root.AddCommand(findCmd())
+	root.AddCommand(tokenCmd())
 	err := root.ExecuteContext(ctx)
 	var ee exitError
 	switch {
