@@ -190,9 +190,12 @@ func (im *Image) renderJPEG(i int, win window) (image.Image, error) {
 		}
 		return grayFrame(pix, &p, win)
 	}
+	if y, ok := img.(*image.YCbCr); ok {
+		return ycbcrToRGBA(y), nil
+	}
 	b := img.Bounds()
-	out := image.NewRGBA(b)
-	draw.Draw(out, b, img, b.Min, draw.Src)
+	out := image.NewRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
+	draw.Draw(out, out.Rect, img, b.Min, draw.Src)
 	return out, nil
 }
 
