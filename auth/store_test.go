@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,9 +88,9 @@ func TestAuthenticate(t *testing.T) {
 	}
 	id, secret, _ := splitToken(good)
 	flip := []byte(secret)
-	flip[0] ^= 'a' ^ 'b'
-	if flip[0] == secret[0] {
-		flip[0] = 'c'
+	flip[0] = 'a'
+	if secret[0] == 'a' {
+		flip[0] = 'b'
 	}
 	otherID := "aaaaaaaaaaaaaaaa"
 	cases := []struct {
@@ -124,6 +125,9 @@ func TestAuthenticate(t *testing.T) {
 			p, err := s.Authenticate(c.tok)
 			if !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
 				t.Fatalf("err = %v, want %v", err, c.want)
+			}
+			if strings.HasPrefix(c.name, "wrong secret") && !strings.Contains(fmt.Sprint(err), "wrong secret") {
+				t.Errorf("err = %v, want the wrong-secret path", err)
 			}
 			if err != nil {
 				if p != (Principal{}) {
