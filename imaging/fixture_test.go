@@ -13,20 +13,20 @@ import (
 
 // fixture describes a test instance; build encodes it as a Part 10 file.
 type fixture struct {
-	ts                                     string // default Explicit VR Little Endian
-	rows, cols, spp, ba, bs, hb, pr, pc    int
-	frames                                 int    // NumberOfFrames written when > 0
-	photometric                            string // default MONOCHROME2 / RGB
-	slope, intercept, wc, ww, fn           string // written when set
-	pixels                                 []byte // native pixel data, little endian
-	pixVR                                  dicom.VR
-	bot                                    []uint32
-	fragments                              [][]byte // encapsulated
-	eot                                    []uint64
-	eotLengths                             []uint64
-	palette                                [3][]uint16 // PALETTE COLOR LUTs (16-bit entries, first mapped 0)
-	noRows                                 bool
-	pixelLengthOverride                    uint32 // a lying Pixel Data length
+	ts                                  string // default Explicit VR Little Endian
+	rows, cols, spp, ba, bs, hb, pr, pc int
+	frames                              int    // NumberOfFrames written when > 0
+	photometric                         string // default MONOCHROME2 / RGB
+	slope, intercept, wc, ww, fn        string // written when set
+	pixels                              []byte // native pixel data, little endian
+	pixVR                               dicom.VR
+	bot                                 []uint32
+	fragments                           [][]byte // encapsulated
+	eot                                 []uint64
+	eotLengths                          []uint64
+	palette                             [3][]uint16 // PALETTE COLOR LUTs (16-bit entries, first mapped 0)
+	noRows                              bool
+	pixelLengthOverride                 uint32 // a lying Pixel Data length
 }
 
 func (f fixture) build(t testing.TB) []byte {

@@ -38,9 +38,9 @@ func jpegLike(n, seed int) []byte {
 }
 
 func TestFrames(t *testing.T) {
-	f8 := ramp(3*4*5, 1)                // 3 frames of 4×5, 8 bit
-	f16 := ramp(2*2*3*3, 2)             // 3 frames of 3×3, 16 bit
-	rgb := ramp(2*3*2*2, 3)             // 2 frames of 2×2 RGB
+	f8 := ramp(3*4*5, 1)                   // 3 frames of 4×5, 8 bit
+	f16 := ramp(2*2*3*3, 2)                // 3 frames of 3×3, 16 bit
+	rgb := ramp(2*3*2*2, 3)                // 2 frames of 2×2 RGB
 	bits := []byte{0xB5, 0x3C, 0xE7, 0x9A} // 3 frames of 3×3 = 9 bits, 27 bits
 	j1, j2, j3 := jpegLike(10, 1), jpegLike(6, 2), jpegLike(8, 3)
 	j2a, j2b := j2[:4], j2[4:]
