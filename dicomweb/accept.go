@@ -1,7 +1,6 @@
 package dicomweb
 
 import (
-	"mime"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,13 +37,7 @@ func parseAccept(header string) []mediaRange {
 		if raw == "" {
 			continue
 		}
-		mt, params, err := mime.ParseMediaType(raw)
-		if err != nil {
-			// Fall back to the bare type: a malformed parameter should not
-			// turn a reasonable request into a 406.
-			mt = strings.ToLower(strings.TrimSpace(strings.SplitN(raw, ";", 2)[0]))
-			params = map[string]string{}
-		}
+		mt, params := parseMediaRange(raw)
 		r := mediaRange{Type: mt, Q: 1, order: i}
 		if q, ok := params["q"]; ok {
 			if v, err := strconv.ParseFloat(q, 64); err == nil && v >= 0 && v <= 1 {
@@ -62,9 +55,33 @@ func parseAccept(header string) []mediaRange {
 	return out
 }
 
+// parseMediaRange parses "type/subtype; k=v; k2=\"v2\"" leniently: unlike
+// mime.ParseMediaType it accepts unquoted values holding '/', as in
+// type=application/dicom, which many DICOMweb clients send.
+func parseMediaRange(s string) (string, map[string]string) {
+	fields := splitOutsideQuotes(s, ';')
+	mt := strings.ToLower(strings.TrimSpace(fields[0]))
+	params := map[string]string{}
+	for _, f := range fields[1:] {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = strings.ReplaceAll(v[1:len(v)-1], `\"`, `"`)
+		}
+		params[strings.ToLower(strings.TrimSpace(k))] = v
+	}
+	return mt, params
+}
+
 // splitAccept splits a header on commas outside quoted strings (a quoted
 // type parameter may hold none, but be safe).
-func splitAccept(h string) []string {
+func splitAccept(h string) []string { return splitOutsideQuotes(h, ',') }
+
+// splitOutsideQuotes splits s on sep outside double-quoted strings.
+func splitOutsideQuotes(h string, sep byte) []string {
 	var parts []string
 	quoted := false
 	start := 0
@@ -72,7 +89,7 @@ func splitAccept(h string) []string {
 		switch h[i] {
 		case '"':
 			quoted = !quoted
-		case ',':
+		case sep:
 			if !quoted {
 				parts = append(parts, h[start:i])
 				start = i + 1
