@@ -234,3 +234,58 @@ func TestTokenWhileServing(t *testing.T) {
 		t.Error("the server log holds a secret")
 	}
 }
+
+// Processes creating tokens at once on one data directory (the flock)
+// lose none and corrupt nothing.
+func TestTokenCreateConcurrentProcesses(t *testing.T) {
+	data := t.TempDir()
+	const n = 8
+	toks := make(chan string, n)
+	errc := make(chan error, n)
+	for i := range n {
+		go func() {
+			out, errs, code := func() (string, string, int) {
+				cmd := exec.Command(relaisBin, "token", "create", "--data", data, "--user", fmt.Sprint("user", i), "--role", "requester")
+				var o, e bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &o, &e
+				err := cmd.Run()
+				if err != nil {
+					return o.String(), e.String() + err.Error(), 1
+				}
+				return o.String(), e.String(), 0
+			}()
+			if code != 0 {
+				errc <- fmt.Errorf("create %d: %s", i, errs)
+				return
+			}
+			toks <- strings.TrimSpace(out)
+		}()
+	}
+	s, err := auth.Open(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		select {
+		case err := <-errc:
+			t.Fatal(err)
+		case tok := <-toks:
+			// Open's first read is forced; later ones are throttled, so
+			// poll for up to a second.
+			deadline := time.Now().Add(time.Second)
+			for {
+				_, err := s.Authenticate(tok)
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("token of another process: %v", err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
+	if l := listTokens(t, data); len(l) != n {
+		t.Errorf("%d tokens listed, want %d", len(l), n)
+	}
+}
