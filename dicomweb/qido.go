@@ -354,10 +354,15 @@ func rowExtras(base string, row *query.Row) []dicomjson.Attr {
 	case query.Image:
 		u += "/series/" + se + "/instances/" + sop
 	}
-	return []dicomjson.Attr{
+	extras := []dicomjson.Attr{
 		{Tag: tagInstanceAvailability, VR: dicom.VRCS, Values: []string{"ONLINE"}},
 		{Tag: tagRetrieveURL, VR: "UR", Values: []string{u}},
 	}
+	if row.Charset != "" {
+		// The values were decoded to UTF-8 whatever the stored charset.
+		extras = append(extras, dicomjson.Attr{Tag: dicom.TagSpecificCharacterSet, VR: dicom.VRCS, Values: []string{"ISO_IR 192"}})
+	}
+	return extras
 }
 
 func hexTag(t dicom.Tag) string { return fmt.Sprintf("%08X", uint32(t)) }

@@ -20,8 +20,9 @@ const maxWarningHeaders = 20
 func (s *Server) stow(c *gin.Context) {
 	start := time.Now()
 	study := c.Param("study")
-	if _, _, ok := acceptsAny(parseAccept(acceptOf(c.Request)), "application/dicom+json", "application/json"); !ok {
-		s.fail(c, http.StatusNotAcceptable, "the STOW-RS answer is application/dicom+json (Accept: %s)", acceptOf(c.Request))
+	_, answer, ok := acceptsAny(parseAccept(acceptOf(c.Request)), "application/dicom+json", "application/json", "application/dicom+xml")
+	if !ok {
+		s.fail(c, http.StatusNotAcceptable, "the STOW-RS answer is application/dicom+json or application/dicom+xml (Accept: %s)", acceptOf(c.Request))
 		return
 	}
 	user, _ := c.Get(userKey)
@@ -53,7 +54,14 @@ func (s *Server) stow(c *gin.Context) {
 		return
 	}
 	h := c.Writer.Header()
-	h.Set("Content-Type", "application/dicom+json")
+	write := resp.WriteJSON
+	if answer == "application/dicom+xml" {
+		write = resp.WriteXML
+	}
+	h.Set("Content-Type", answer)
+	if answer == "application/json" {
+		h.Set("Content-Type", "application/dicom+json")
+	}
 	for i, r := range resp.Reasons() {
 		if i == maxWarningHeaders {
 			h.Add("Warning", fmt.Sprintf("299 relais: %q", fmt.Sprintf("%d more", len(resp.Reasons())-i)))
@@ -62,7 +70,7 @@ func (s *Server) stow(c *gin.Context) {
 		h.Add("Warning", fmt.Sprintf("299 relais: %q", r))
 	}
 	c.Status(resp.HTTPStatus)
-	if err := resp.WriteJSON(c.Writer); err != nil {
+	if err := write(c.Writer); err != nil {
 		s.Logger.Debug("stow: client went away before the answer", "error", err)
 	}
 	s.Logger.Info("STOW-RS", "user", u, "remote", c.ClientIP(), "study", study, "stored", resp.Stored, "failed", resp.Failed,
