@@ -85,7 +85,7 @@ func (e *encoder) attrStart(first bool, t dicom.Tag, vr dicom.VR) {
 	e.byte('"')
 	e.buf = appendTagHex(e.buf, t)
 	e.raw(`":{"vr":"`)
-	if len(vr) == 2 && isUpper(vr[0]) && isUpper(vr[1]) {
+	if knownVR(vr) {
 		e.raw(string(vr))
 	} else {
 		e.raw("UN")
@@ -93,7 +93,18 @@ func (e *encoder) attrStart(first bool, t dicom.Tag, vr dicom.VR) {
 	e.byte('"')
 }
 
-func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
+// knownVR reports the VRs of PS3.5 6.2; others are written as UN.
+func knownVR(vr dicom.VR) bool {
+	switch vr {
+	case dicom.VRAE, dicom.VRAS, dicom.VRAT, dicom.VRCS, dicom.VRDA, dicom.VRDS, dicom.VRDT, dicom.VRFD,
+		dicom.VRFL, dicom.VRIS, dicom.VRLO, dicom.VRLT, dicom.VROB, dicom.VROD, dicom.VROF, dicom.VROL,
+		dicom.VROV, dicom.VROW, dicom.VRPN, dicom.VRSH, dicom.VRSL, dicom.VRSQ, dicom.VRSS, dicom.VRST,
+		dicom.VRSV, dicom.VRTM, dicom.VRUC, dicom.VRUI, dicom.VRUL, dicom.VRUN, dicom.VRUR, dicom.VRUS,
+		dicom.VRUT, dicom.VRUV:
+		return true
+	}
+	return false
+}
 
 // str writes s as a JSON string. Invalid UTF-8 is replaced by U+FFFD, so
 // the output is always valid UTF-8 JSON.

@@ -362,3 +362,32 @@ func TestInteropAllVRs(t *testing.T) {
 		})
 	}
 }
+
+// TestInteropInvalidNumbers: DS and IS values that are not JSON numbers.
+// Like dcm2json 3.6.7, values that are not numbers at all ("abc", "12x")
+// are written as strings; but dcm2json writes the valid DS "1." as the
+// invalid JSON number 1. (its normalizeDecimalString lacks the fix of
+// dcmtk bug #1079), where ours writes 1.0.
+func TestInteropInvalidNumbers(t *testing.T) {
+	ts, _ := dicom.LookupTransferSyntax(dicom.ExplicitVRLittleEndian)
+	els := []xel{
+		{tag: dicom.NewTag(0x0018, 0x0050), vr: dicom.VRDS, value: []byte(`1.\abc`)},
+		{tag: dicom.NewTag(0x0020, 0x0013), vr: dicom.VRIS, value: []byte(`12x`)},
+	}
+	file := part10(t, dicom.ExplicitVRLittleEndian, encodeElements(t, ts, els))
+	got := string(writeJSON(t, scanFile(t, file, dicom.ScanOptions{Want: dicom.WantAll}), Options{}))
+	want := `{"00180050":{"vr":"DS","Value":[1.0,"abc"]},"00200013":{"vr":"IS","Value":["12x"]}}`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	ref, err := dcm2json(t, file)
+	if err != nil {
+		t.Fatalf("dcm2json: %v", err)
+	}
+	if json.Valid(ref) {
+		t.Fatalf("dcm2json now writes valid JSON for DS 1.: %s; compare with it", ref)
+	}
+	if !bytes.Contains(ref, []byte(`[1.,"abc"]`)) || !bytes.Contains(ref, []byte(`["12x"]`)) {
+		t.Fatalf("dcm2json output changed: %s", ref)
+	}
+}

@@ -186,8 +186,9 @@ func (e *encoder) personName(v []byte) {
 // allows): '+' signs dropped, leading zeros of the integer part dropped, a
 // zero added around a bare period ("1." → 1.0, ".5" → 0.5). A value that is
 // still not a JSON number ("NaN", "1,5", "12a") is written as a JSON string
-// holding the value as it is: CP 1861 allows strings for DS and IS, and
-// unlike dcm2json the output stays valid JSON.
+// holding the value as it is, as dcm2json does (CP 1861 allows strings for
+// DS and IS). dcm2json 3.6.7 writes "1." as the invalid JSON 1.; we write
+// 1.0.
 func (e *encoder) number(v []byte, decimal bool) {
 	start := len(e.buf)
 	if appendNumber(e, v, decimal) {
