@@ -273,16 +273,42 @@ func grayFrame(data []byte, p *Pixels, win window) (*image.Gray, error) {
 	}
 	n := p.Rows * p.Columns
 	modality := func(v int64) float64 { return float64(v)*p.RescaleSlope + p.RescaleIntercept }
-	if win.auto {
-		lo, hi := value(code(0)), value(code(0))
-		for k := 1; k < n; k++ {
-			v := value(code(k))
-			lo, hi = min(lo, v), max(hi, v)
+	invert := p.Photometric == "MONOCHROME1"
+	img := image.NewGray(image.Rect(0, 0, p.Columns, p.Rows))
+	// Values of every pixel: specialised for 16 bits allocated, the common
+	// CT/MR/CR case.
+	vals := func(yield func(k int, v int64)) {
+		for k := range n {
+			yield(k, value(code(k)))
 		}
+	}
+	if p.BitsAllocated == 16 {
+		shift := uint(p.HighBit + 1 - p.BitsStored)
+		mask := uint32(1<<uint(p.BitsStored) - 1)
+		ext := uint(32 - p.BitsStored)
+		signed := p.PixelRepresentation == 1
+		vals = func(yield func(k int, v int64)) {
+			for k := range n {
+				c := int32((uint32(binary.LittleEndian.Uint16(data[2*k:])) >> shift) & mask)
+				if signed {
+					c = c << ext >> ext
+				}
+				yield(k, int64(c))
+			}
+		}
+	}
+	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+	fast16 := p.BitsAllocated == 16 && p.BitsStored == 16
+	if fast16 {
+		// Common CT/MR case, in plain loops (no closures).
+		lo, hi = minMax16(data[:2*n], p.PixelRepresentation == 1)
+	} else {
+		vals(func(_ int, v int64) { lo, hi = min(lo, v), max(hi, v) })
+	}
+	if win.auto {
 		a, b := modality(lo), modality(hi)
 		win = minMaxWindow(min(a, b), max(a, b))
 	}
-	invert := p.Photometric == "MONOCHROME1"
 	out8 := func(v int64) uint8 {
 		y := uint8(math.Round(win.apply(modality(v))))
 		if invert {
@@ -290,29 +316,48 @@ func grayFrame(data []byte, p *Pixels, win window) (*image.Gray, error) {
 		}
 		return y
 	}
-	img := image.NewGray(image.Rect(0, 0, p.Columns, p.Rows))
-	if p.BitsStored <= 16 {
-		lut := make([]uint8, 1<<uint(p.BitsStored))
-		for c := range lut {
-			lut[c] = out8(value(uint32(c)))
+	if hi-lo < 1<<20 {
+		// A LUT over the values present.
+		lut := make([]uint8, hi-lo+1)
+		for k := range lut {
+			lut[k] = out8(lo + int64(k))
 		}
-		if p.BitsAllocated == 16 {
-			shift := uint(p.HighBit + 1 - p.BitsStored)
-			mask := uint16(len(lut) - 1)
-			for k := range n {
-				img.Pix[k] = lut[(binary.LittleEndian.Uint16(data[2*k:])>>shift)&mask]
+		if fast16 {
+			pix := img.Pix[:n]
+			if p.PixelRepresentation == 1 {
+				for k := range pix {
+					pix[k] = lut[int64(int16(binary.LittleEndian.Uint16(data[2*k:])))-lo]
+				}
+			} else {
+				for k := range pix {
+					pix[k] = lut[int64(binary.LittleEndian.Uint16(data[2*k:]))-lo]
+				}
 			}
 			return img, nil
 		}
-		for k := range n {
-			img.Pix[k] = lut[code(k)]
-		}
+		vals(func(k int, v int64) { img.Pix[k] = lut[v-lo] })
 		return img, nil
 	}
-	for k := range n {
-		img.Pix[k] = out8(value(code(k)))
-	}
+	vals(func(k int, v int64) { img.Pix[k] = out8(v) })
 	return img, nil
+}
+
+// minMax16 returns the smallest and largest 16-bit sample of data.
+func minMax16(data []byte, signed bool) (lo, hi int64) {
+	if signed {
+		l, h := int16(math.MaxInt16), int16(math.MinInt16)
+		for k := 0; k+1 < len(data); k += 2 {
+			v := int16(binary.LittleEndian.Uint16(data[k:]))
+			l, h = min(l, v), max(h, v)
+		}
+		return int64(l), int64(h)
+	}
+	l, h := uint16(math.MaxUint16), uint16(0)
+	for k := 0; k+1 < len(data); k += 2 {
+		v := binary.LittleEndian.Uint16(data[k:])
+		l, h = min(l, v), max(h, v)
+	}
+	return int64(l), int64(h)
 }
 
 func to8(v uint32, bits int) uint8 {
