@@ -16,8 +16,10 @@ import (
 //	err := aw.End()
 //
 // Begin and Next may also be called directly around a custom object. An
-// ArrayWriter is not safe for concurrent use. It does not buffer: give it
-// a buffered writer (each object is written in chunks of 32 KiB at most).
+// ArrayWriter is not safe for concurrent use. It does not buffer: the
+// brackets and commas are one-byte writes and each object is written in
+// chunks of about 32 KiB, so give it a buffered writer (bufio.Writer, or
+// an http.ResponseWriter, which buffers).
 type ArrayWriter struct {
 	w     io.Writer
 	n     int

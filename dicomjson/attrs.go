@@ -52,8 +52,8 @@ type attrEntry struct {
 //   - keys that are not 8 hex digits, group lengths and group 0002 are
 //     left out.
 //
-// extra attributes are added, replacing an attribute of the map with the
-// same tag. Values in the map are UTF-8 already; a Specific Character Set
+// extra attributes are added, replacing an attribute of the map (or an
+// earlier extra) with the same tag. Values in the map are UTF-8 already; a Specific Character Set
 // in the map is written as WriteDataset does (ISO_IR 192 when non-default).
 func WriteAttrs(w io.Writer, attrs map[string]string, extra ...Attr) error {
 	e := getEncoder(w)
@@ -94,9 +94,6 @@ func (e *encoder) attrs(attrs map[string]string, extra []Attr, depth int) {
 	})
 	e.byte('{')
 	for i, en := range entries {
-		if i > 0 && en.tag == entries[i-1].tag {
-			continue // duplicate extra: the first one wins
-		}
 		e.attrStart(i == 0, en.tag, en.vr)
 		k := kindOf(en.vr)
 		vals := en.vals

@@ -98,7 +98,7 @@ func (e *encoder) dataset(res *dicom.ScanResult, opt Options) error {
 	}
 	addRef := func(r dicom.ValueRef) {
 		el, ok := ds.Elements[r.Tag]
-		if ok && !(r.Tag == dicom.TagPixelData && el.Raw == nil && len(el.Items) == 0) {
+		if ok && el != nil && !(r.Tag == dicom.TagPixelData && el.Raw == nil && len(el.Items) == 0) {
 			return // extracted: written from its value
 		}
 		if bulk == nil {
@@ -121,11 +121,10 @@ func (e *encoder) dataset(res *dicom.ScanResult, opt Options) error {
 	slices.Sort(tags)
 	// Nested items push their tags after ours on e.tags (see item).
 	e.tags = tags
-	own := tags
 	defer func() { e.tags = e.tags[:0] }()
 	e.byte('{')
 	first := true
-	for _, t := range own {
+	for _, t := range tags {
 		if skipTag(t) {
 			continue
 		}
@@ -145,7 +144,11 @@ func (e *encoder) dataset(res *dicom.ScanResult, opt Options) error {
 			e.byte('}')
 			continue
 		}
-		if err := e.element(first, ds, ds.Elements[t], 0); err != nil {
+		el := ds.Elements[t]
+		if el == nil {
+			continue
+		}
+		if err := e.element(first, ds, el, 0); err != nil {
 			return err
 		}
 		first = false
@@ -177,10 +180,11 @@ func (e *encoder) item(ds *dicom.Dataset, depth int) error {
 		// Nested items append after tags, so its elements stay as they are
 		// even when e.tags grows into a new array.
 		for _, t := range tags {
-			if skipTag(t) {
+			el := ds.Elements[t]
+			if skipTag(t) || el == nil {
 				continue
 			}
-			if err := e.element(first, ds, ds.Elements[t], depth); err != nil {
+			if err := e.element(first, ds, el, depth); err != nil {
 				return err
 			}
 			first = false

@@ -90,16 +90,16 @@ func nextValue(s []byte, multi bool) (v, rest []byte, more bool) {
 func (e *encoder) textValues(k vrKind, s []byte) {
 	multi := k != kindSingle
 	keepLeading := k == kindSingle
-	any := false
+	nonEmpty := false
 	for rest, more := s, true; more; {
 		var v []byte
 		v, rest, more = nextValue(rest, multi)
 		if len(trimValue(v, keepLeading)) > 0 {
-			any = true
+			nonEmpty = true
 			break
 		}
 	}
-	if !any {
+	if !nonEmpty {
 		return
 	}
 	e.raw(`,"Value":[`)
