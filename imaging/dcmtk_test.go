@@ -342,3 +342,36 @@ func TestRLEMatchesDCMTK(t *testing.T) {
 		})
 	}
 }
+
+// TestJPEGPhotometricMatchesDCMTK wraps one image/jpeg stream (YCbCr
+// coded, no JFIF marker) as JPEG Baseline with Photometric Interpretation
+// YBR_FULL_422 and RGB: without colour markers in the stream, both Render
+// and dcmj2pnm follow the header (tolerance ±3, as above).
+func TestJPEGPhotometricMatchesDCMTK(t *testing.T) {
+	needTool(t, "dcmj2pnm")
+	const w, h = 64, 48
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.Set(x, y, color.RGBA{uint8(4 * x), uint8(5 * y), uint8(2*x + 3*y), 255})
+		}
+	}
+	var jb bytes.Buffer
+	if err := jpeg.Encode(&jb, img, &jpeg.Options{Quality: 95}); err != nil {
+		t.Fatal(err)
+	}
+	if jpegColorMarkers(jb.Bytes()) {
+		t.Fatal("image/jpeg wrote a JFIF or Adobe marker")
+	}
+	for _, pi := range []string{"YBR_FULL_422", "RGB"} {
+		t.Run(pi, func(t *testing.T) {
+			b := fixture{ts: dicom.JPEGBaseline8Bit, rows: h, cols: w, ba: 8, spp: 3, photometric: pi, fragments: [][]byte{jb.Bytes()}}.build(t)
+			got, err := openBytes(t, b).Render(1, RenderOptions{})
+			if err != nil {
+				t.Fatalf("Render: %v", err)
+			}
+			maxDiff, mean := compare(t, got, dcmj2pnm(t, b, 1), 3)
+			t.Logf("max difference %d, mean %.4f", maxDiff, mean)
+		})
+	}
+}

@@ -58,9 +58,11 @@ type RenderOptions struct {
 //   - RGB, YBR_FULL and YBR_FULL_422 (uncompressed), 8 or 16 bits, either
 //     Planar Configuration; PALETTE COLOR with 8- or 16-bit LUT entries
 //     (not segmented); windows are ignored for colour;
-//   - JPEG Baseline frames are decoded with image/jpeg (colour conversion
-//     as the JPEG stream says), RLE Lossless frames per PS3.5 Annex G; other
-//     compressed frames fail with ErrCompressed.
+//   - JPEG Baseline frames are decoded with image/jpeg, chroma upsampled
+//     like libjpeg; YCbCr is converted to RGB when the stream says so (JFIF
+//     or Adobe marker) or, without such marker, unless the Photometric
+//     Interpretation is RGB (as DCMTK does). RLE Lossless frames are decoded
+//     per PS3.5 Annex G. Other compressed frames fail with ErrCompressed.
 //
 // Modality LUT and VOI LUT sequences and presentation states are not
 // applied.
@@ -191,7 +193,11 @@ func (im *Image) renderJPEG(i int, win window) (image.Image, error) {
 		return grayFrame(pix, &p, win)
 	}
 	if y, ok := img.(*image.YCbCr); ok {
-		return ycbcrToRGBA(y), nil
+		// Without JFIF or Adobe marker the stream does not say whether its
+		// components are YCbCr or RGB; follow the Photometric
+		// Interpretation, as DCMTK does (PS3.5 8.2.1).
+		raw := im.Photometric == "RGB" && !jpegColorMarkers(data)
+		return ycbcrToRGBA(y, raw), nil
 	}
 	b := img.Bounds()
 	out := image.NewRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
