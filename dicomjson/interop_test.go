@@ -25,8 +25,12 @@ import (
 //   - pixel data: dcm2json inlines it (InlineBinary); the metadata path
 //     stops at it and writes a BulkDataURI. With the pixel data extracted
 //     both write the same InlineBinary.
-//   - ISO 2022 IR 87: dcm2json 3.6.7 (iconv) refuses to convert it; our
-//     output is checked against PS3.5 H.3.1 instead.
+//   - ISO 2022 IR 87 (Japanese): dcm2json 3.6.7 (iconv) refuses to convert
+//     it; our output is checked against PS3.5 H.3.1 instead. Korean
+//     (ISO 2022 IR 149), Chinese (ISO 2022 IR 58) and GB18030 are compared.
+//   - FD: dcm2json prints 16 significant digits, which may not round-trip;
+//     FD values are compared to 1e-15 (see diffVR).
+//   - DS "1.": dcm2json writes the invalid JSON 1. (TestInteropInvalidNumbers).
 
 const dcm2jsonPath = "/usr/bin/dcm2json"
 
@@ -94,6 +98,13 @@ func TestInteropCT(t *testing.T) {
 			ProcedureCodes:  []testdicom.Code{{Value: "C1", Scheme: "DCM", Meaning: "Ëxam"}, {Value: "C2", Scheme: "99L", Meaning: "Other"}},
 		}},
 		{"ISO_IR 144 Cyrillic", testdicom.CT{Charset: "ISO_IR 144", PatientNameRaw: encodeIn(t, "ISO_IR 144", "Иванов^Иван")}},
+		// ISO 2022 code extensions dcm2json (iconv) converts: PS3.5 H.3.1
+		// (Korean) and J.3 (Chinese) examples, and GB18030 (J.1).
+		{"ISO 2022 IR 149 Korean", testdicom.CT{Charset: `\ISO 2022 IR 149`,
+			PatientNameRaw: []byte("Hong^Gildong=\x1b$)C\xfb\xf3^\x1b$)C\xd1\xce\xd4\xd7=\x1b$)C\xc8\xab^\x1b$)C\xb1\xe6\xb5\xbf")}},
+		{"ISO 2022 IR 58 Chinese", testdicom.CT{Charset: `\ISO 2022 IR 58`,
+			PatientNameRaw: []byte("Zhang^XiaoDong=\x1b$)A\xd5\xc5^\x1b$)A\xd0\xa1\xb6\xab=")}},
+		{"GB18030", testdicom.CT{Charset: "GB18030", PatientNameRaw: []byte("Wang^XiaoDong=\xcd\xf5^\xd0\xa1\xb6\xab=")}},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
