@@ -23,15 +23,6 @@ type Attr struct {
 	Values []string
 }
 
-// attrEntry is one attribute to write from an index map or an Attr.
-type attrEntry struct {
-	tag   dicom.Tag
-	vr    dicom.VR
-	value string   // joined by '\' (index map)
-	vals  []string // from an Attr (when extra)
-	extra bool
-}
-
 // WriteAttrs writes an index attribute map (the storage and query format:
 // keys of 8 upper-case hex digits, UTF-8 values with multiple values
 // joined by '\', kept sequences as JSON arrays of items, see
@@ -62,66 +53,79 @@ func WriteAttrs(w io.Writer, attrs map[string]string, extra ...Attr) error {
 	return e.flush()
 }
 
+// extraBit marks, in an attrs sort key, an index into extra.
+const extraBit = 1 << 31
+
 // attrs writes one object from an index map (top level or sequence item).
+// It sorts keys tag<<32 | index (index into the map values collected on
+// e.strs, or extraBit | index into extra), pointer-free, on the encoder's
+// stacks e.keys and e.strs: nested items push theirs after ours.
 func (e *encoder) attrs(attrs map[string]string, extra []Attr, depth int) {
-	entries := make([]attrEntry, 0, len(attrs)+len(extra))
+	startK, startS := len(e.keys), len(e.strs)
 	for k, v := range attrs {
 		t, ok := parseHexTag(k)
 		if !ok || skipTag(t) {
 			continue
 		}
-		entries = append(entries, attrEntry{tag: t, vr: dicom.LookupVR(t), value: v})
+		e.keys = append(e.keys, uint64(t)<<32|uint64(len(e.strs)-startS))
+		e.strs = append(e.strs, v)
 	}
-	for _, a := range extra {
-		if skipTag(a.Tag) {
-			continue
+	for i, a := range extra {
+		if !skipTag(a.Tag) {
+			e.keys = append(e.keys, uint64(a.Tag)<<32|extraBit|uint64(i))
 		}
-		vr := a.VR
-		if vr == "" {
-			vr = dicom.LookupVR(a.Tag)
-		}
-		entries = slices.DeleteFunc(entries, func(x attrEntry) bool { return x.tag == a.Tag })
-		entries = append(entries, attrEntry{tag: a.Tag, vr: vr, vals: a.Values, extra: true})
 	}
-	slices.SortStableFunc(entries, func(a, b attrEntry) int {
-		switch {
-		case a.tag < b.tag:
-			return -1
-		case a.tag > b.tag:
-			return 1
-		}
-		return 0
-	})
+	keys, strs := e.keys[startK:], e.strs[startS:]
+	slices.Sort(keys)
 	e.byte('{')
-	for i, en := range entries {
-		e.attrStart(i == 0, en.tag, en.vr)
-		k := kindOf(en.vr)
-		vals := en.vals
-		if !en.extra {
-			vals = []string{en.value}
+	first := true
+	for i, key := range keys {
+		t := dicom.Tag(key >> 32)
+		if i+1 < len(keys) && dicom.Tag(keys[i+1]>>32) == t {
+			continue // replaced by an extra sorted after it
 		}
+		var vr dicom.VR
+		var vals []string
+		var one string
+		isExtra := uint32(key)&extraBit != 0
+		if isExtra {
+			a := &extra[uint32(key)&^extraBit]
+			vr, vals = a.VR, a.Values
+			if vr == "" {
+				vr = dicom.LookupVR(t)
+			}
+		} else {
+			vr, one = dicom.LookupVR(t), strs[uint32(key)]
+		}
+		e.attrStart(first, t, vr)
+		first = false
+		k := kindOf(vr)
 		switch {
 		case k == kindSQ:
-			e.sequenceValues(vals, depth)
+			e.sequenceValues(one, vals, isExtra, depth)
 		case k == kindBulk:
 			// no usable string form
-		case en.tag == dicom.TagSpecificCharacterSet:
-			el := &dicom.Element{Tag: en.tag, VR: en.vr, Raw: joinValues(e, vals)}
-			e.charsetValue(nil, el)
+		case t == dicom.TagSpecificCharacterSet:
+			e.charsetValue(nil, &dicom.Element{Tag: t, VR: vr, Raw: e.joinValues(one, vals, isExtra)})
 		default:
-			e.textValues(k, joinValues(e, vals))
+			e.textValues(k, e.joinValues(one, vals, isExtra))
 		}
 		e.byte('}')
 		e.maybeFlush()
 	}
 	e.byte('}')
+	clear(e.strs[startS : startS+len(strs)]) // drop references to the caller's strings
+	e.keys, e.strs = e.keys[:startK], e.strs[:startS]
 }
 
-// joinValues returns the values joined by '\' in the encoder's scratch
-// buffer (for a single-valued VR a backslash in a value is kept: its
-// values are never split).
-func joinValues(e *encoder, vals []string) []byte {
+// joinValues returns the value one, or the values joined by '\', in the
+// encoder's scratch buffer (for a single-valued VR a backslash in a value
+// is kept: its values are never split).
+func (e *encoder) joinValues(one string, vals []string, joined bool) []byte {
 	b := e.scratch[:0]
+	if !joined {
+		b = append(b, one...)
+	}
 	for i, v := range vals {
 		if i > 0 {
 			b = append(b, '\\')
@@ -132,30 +136,42 @@ func joinValues(e *encoder, vals []string) []byte {
 	return b
 }
 
-// sequenceValues writes the items of kept sequences (storage format).
-func (e *encoder) sequenceValues(vals []string, depth int) {
+// sequenceValues writes the items of a kept sequence (storage format):
+// the value one, or the values of an Attr (isExtra), their items
+// concatenated. Values that do not decode are ignored.
+func (e *encoder) sequenceValues(one string, vals []string, isExtra bool, depth int) {
 	if depth >= maxDepth {
 		return
 	}
-	var items []map[string]string
+	n := 0
+	if !isExtra {
+		n = e.items(one, n, depth)
+	}
 	for _, v := range vals {
-		its, err := storage.DecodeItems(v)
-		if err != nil {
-			continue
-		}
-		items = append(items, its...)
+		n = e.items(v, n, depth)
 	}
-	if len(items) == 0 {
-		return
+	if n > 0 {
+		e.byte(']')
 	}
-	e.raw(`,"Value":[`)
-	for i, it := range items {
-		if i > 0 {
+}
+
+// items writes the items of one kept sequence value, n items having been
+// written before, and returns the new count.
+func (e *encoder) items(v string, n, depth int) int {
+	items, err := storage.DecodeItems(v)
+	if err != nil {
+		return n
+	}
+	for _, it := range items {
+		if n == 0 {
+			e.raw(`,"Value":[`)
+		} else {
 			e.byte(',')
 		}
+		n++
 		e.attrs(it, nil, depth+1)
 	}
-	e.byte(']')
+	return n
 }
 
 // parseHexTag parses 8 hex digits.

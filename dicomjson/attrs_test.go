@@ -177,6 +177,27 @@ func indexAttrs(t *testing.T, d *dicom.Dataset) map[string]string {
 
 // TestWriteAttrsMatchesWriteDataset: an instance's attributes written from
 // the index and from the file give the same JSON.
+func TestWriteAttrsExtras(t *testing.T) {
+	got := attrsJSON(t, map[string]string{"00100020": "P1", "00100010": "Doe^J"},
+		Attr{Tag: 0x00100020, Values: []string{"P2"}},
+		Attr{Tag: 0x00100020, Values: []string{"P3", "P4"}}, // the last one wins
+		Attr{Tag: 0x00081115, VR: dicom.VRSQ, Values: []string{
+			mustItems(t, map[string]string{"0020000E": "1"}), "bad", mustItems(t, map[string]string{"0020000E": "2"}, map[string]string{})}},
+		Attr{Tag: 0x00091001, VR: "LO", Values: []string{"private"}},
+		Attr{Tag: 0x00091002, VR: "XX", Values: []string{"unknown VR"}},
+		Attr{Tag: 0x00020010, VR: "UI", Values: []string{"left out"}},
+	)
+	want := `{"00081115":{"vr":"SQ","Value":[{"0020000E":{"vr":"UI","Value":["1"]}},{"0020000E":{"vr":"UI","Value":["2"]}},{}]},` +
+		`"00091001":{"vr":"LO","Value":["private"]},"00091002":{"vr":"UN"},` +
+		`"00100010":{"vr":"PN","Value":[{"Alphabetic":"Doe^J"}]},"00100020":{"vr":"LO","Value":["P3","P4"]}}`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	if got := attrsJSON(t, nil); got != "{}" {
+		t.Fatalf("empty: %s", got)
+	}
+}
+
 func TestWriteAttrsMatchesWriteDataset(t *testing.T) {
 	for _, cs := range []string{"", "ISO_IR 192"} {
 		ct := testdicom.CT{Charset: cs, PatientName: "Ωμέγα^Δ=Ω^Δ", PatientID: "P1", StudyUID: testdicom.UID(), SeriesUID: testdicom.UID(),

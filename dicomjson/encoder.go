@@ -19,9 +19,11 @@ type encoder struct {
 	w       io.Writer
 	buf     []byte
 	err     error
-	scratch []byte // for decoded or byte-swapped values
-	tags    []dicom.Tag
-	num     [24]byte // digits of one number
+	scratch []byte      // for decoded or byte-swapped values
+	tags    []dicom.Tag // WriteDataset: tags of the objects being written
+	keys    []uint64    // WriteAttrs: sort keys of the objects being written
+	strs    []string    // WriteAttrs: their values
+	num     [24]byte    // digits of one number
 }
 
 var encoderPool = sync.Pool{New: func() any {
@@ -43,7 +45,7 @@ func putEncoder(e *encoder) {
 	if cap(e.buf) > 1<<20 {
 		e.buf = make([]byte, 0, flushAt+4096)
 	}
-	e.tags = e.tags[:0]
+	e.tags, e.keys, e.strs = e.tags[:0], e.keys[:0], e.strs[:0]
 	encoderPool.Put(e)
 }
 
