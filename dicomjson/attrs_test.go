@@ -21,6 +21,7 @@ func attrsJSON(t *testing.T, attrs map[string]string, extra ...Attr) string {
 	if !json.Valid(b.Bytes()) {
 		t.Fatalf("invalid JSON: %s", b.Bytes())
 	}
+	checkModel(t, b.Bytes())
 	return b.String()
 }
 
@@ -104,7 +105,7 @@ func TestWriteAttrs(t *testing.T) {
 }
 
 // assertTagOrder checks the keys of a top-level object are ascending.
-func assertTagOrder(t *testing.T, js string) {
+func assertTagOrder(t testing.TB, js string) {
 	t.Helper()
 	d := json.NewDecoder(strings.NewReader(js))
 	d.Token() // {

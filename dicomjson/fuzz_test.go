@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"io"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -94,15 +95,7 @@ func FuzzWriteDataset(f *testing.F) {
 		if !json.Valid(out) || !utf8.Valid(out) {
 			t.Fatalf("invalid JSON: %q", out)
 		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(out, &m); err != nil {
-			t.Fatal(err)
-		}
-		for k := range m {
-			if _, ok := parseHexTag(k); !ok || len(k) != 8 {
-				t.Fatalf("key %q", k)
-			}
-		}
+		checkModel(t, out)
 		// The same through an ArrayWriter on a writer that takes small
 		// writes gives the same bytes.
 		var c bytes.Buffer
@@ -151,5 +144,69 @@ func FuzzWriteAttrs(f *testing.F) {
 		if !json.Valid(b.Bytes()) || !utf8.Valid(b.Bytes()) {
 			t.Fatalf("invalid JSON: %q", b.Bytes())
 		}
+		checkModel(t, b.Bytes())
 	})
+}
+
+// checkModel checks decoded output against the DICOM JSON Model: keys of
+// 8 upper-case hex digits in ascending order, each attribute an object
+// with a known "vr" and at most one of Value (a non-empty array),
+// InlineBinary or BulkDataURI (strings); PN values are objects of
+// Alphabetic/Ideographic/Phonetic strings or null; SQ values objects,
+// checked recursively.
+func checkModel(t testing.TB, js []byte) {
+	t.Helper()
+	assertTagOrder(t, string(js))
+	var obj map[string]map[string]json.RawMessage
+	if err := json.Unmarshal(js, &obj); err != nil {
+		t.Fatalf("not an object of attribute objects: %v: %s", err, js)
+	}
+	for k, attr := range obj {
+		if _, ok := parseHexTag(k); !ok || strings.ToUpper(k) != k {
+			t.Fatalf("key %q", k)
+		}
+		var vr string
+		if err := json.Unmarshal(attr["vr"], &vr); err != nil || !knownVR(dicom.VR(vr)) {
+			t.Fatalf("%s: vr %s", k, attr["vr"])
+		}
+		n := 0
+		for f, raw := range attr {
+			switch f {
+			case "vr":
+			case "InlineBinary", "BulkDataURI":
+				n++
+				var s string
+				if err := json.Unmarshal(raw, &s); err != nil {
+					t.Fatalf("%s: %s: %s", k, f, raw)
+				}
+			case "Value":
+				n++
+				var vals []json.RawMessage
+				if err := json.Unmarshal(raw, &vals); err != nil || len(vals) == 0 {
+					t.Fatalf("%s: Value %s", k, raw)
+				}
+				for _, v := range vals {
+					switch vr {
+					case "SQ":
+						checkModel(t, v)
+					case "PN":
+						var pn map[string]string
+						if err := json.Unmarshal(v, &pn); err != nil {
+							t.Fatalf("%s: PN %s", k, v)
+						}
+						for g := range pn {
+							if g != "Alphabetic" && g != "Ideographic" && g != "Phonetic" {
+								t.Fatalf("%s: PN group %q", k, g)
+							}
+						}
+					}
+				}
+			default:
+				t.Fatalf("%s: field %q", k, f)
+			}
+		}
+		if n > 1 {
+			t.Fatalf("%s: several value fields: %v", k, attr)
+		}
+	}
 }

@@ -42,6 +42,7 @@ func writeJSON(t testing.TB, res *dicom.ScanResult, opt Options) []byte {
 	if !json.Valid(b.Bytes()) {
 		t.Fatalf("invalid JSON: %s", b.Bytes())
 	}
+	checkModel(t, b.Bytes())
 	return b.Bytes()
 }
 
