@@ -466,6 +466,15 @@ func (p *Pipeline) instance(rq *Request, scan *dicom.ScanResult, key string, siz
 		return nil, "", &Error{Status: StatusIdentifierMismatch, Cause: "mismatch",
 			Err: errors.New("data set lacks Study or Series Instance UID")}
 	}
+	for _, u := range [][2]string{{"SOP Instance", sop}, {"Study Instance", study}, {"Series Instance", series}} {
+		if strings.ContainsAny(u[1], "/\x00") {
+			// The index cannot hold it: refuse before commit rather than
+			// acknowledge an instance that is never indexed (and whose
+			// journal record would fail every replay).
+			return nil, "", &Error{Status: StatusCannotUnderstand, Cause: "malformed",
+				Err: fmt.Errorf("data set %s UID %q contains a NUL or '/'", u[0], u[1])}
+		}
+	}
 	if err := checkStudy(rq, study); err != nil {
 		return nil, "", err
 	}

@@ -113,6 +113,14 @@ func TestStoreRefusals(t *testing.T) {
 			c, ds := ct(t, func(c *testdicom.CT) { c.StudyUID = "" })
 			return request(c, ds)
 		}, StatusIdentifierMismatch},
+		{"NUL inside the study UID", func() *Request {
+			c, ds := ct(t, func(c *testdicom.CT) { c.StudyUID = "1.2.3\x004.5" })
+			return request(c, ds)
+		}, StatusCannotUnderstand},
+		{"slash in the series UID", func() *Request {
+			c, ds := ct(t, func(c *testdicom.CT) { c.SeriesUID = "1.2/3.4" })
+			return request(c, ds)
+		}, StatusCannotUnderstand},
 		{"unknown syntax", func() *Request {
 			c, ds := ct(t, nil)
 			r := request(c, ds)
