@@ -43,11 +43,16 @@ var ErrTooDeep = errors.New("dicomjson: sequences nested too deep")
 //     UR; empty values in a multi-valued attribute are null;
 //   - PN values as {"Alphabetic","Ideographic","Phonetic"} objects, the
 //     component groups split on '=' after decoding;
-//   - DS and IS as JSON numbers, normalised like dcm2json (see number);
-//     values that are not numbers even then are JSON strings;
-//   - US, SS, UL, SL, UV, SV, FL, FD as JSON numbers (NaN and infinities as
-//     the strings "NaN", "Infinity", "-Infinity"); a trailing partial value
-//     is ignored;
+//   - DS and IS as JSON numbers, normalised as dcm2json does ('+' signs and
+//     leading zeros dropped) and further where dcm2json 3.6.7 leaves invalid
+//     JSON (a zero added around a bare period: "1." → 1.0, ".5" → 0.5);
+//     values that are not numbers even then ("abc", "1,5", "NaN") are JSON
+//     strings, as in dcm2json and as CP 1861 allows;
+//   - US, SS, UL, SL, FL, FD as JSON numbers (NaN and infinities as the
+//     strings "NaN", "Infinity", "-Infinity"); UV and SV as JSON numbers
+//     within ±(2^53-1) and as strings of digits beyond, as dcm2json does, so
+//     that JavaScript clients lose no digit; a trailing partial value is
+//     ignored;
 //   - AT as "GGGGEEEE";
 //   - OB, OW, OD, OF, OL, OV and UN values held in Raw as "InlineBinary"
 //     (base64, little endian: values of a big endian dataset are swapped
@@ -59,7 +64,13 @@ var ErrTooDeep = errors.New("dicomjson: sequences nested too deep")
 //   - top-level values not extracted (res.Skipped) and the pixel data with
 //     "BulkDataURI" from opt.BulkDataURI;
 //   - private tags with the VR read (UN when unknown, as LookupVR gives for
-//     implicit VR syntaxes).
+//     implicit VR syntaxes); a UN value is not reinterpreted with the
+//     dictionary VR.
+//
+// For WADO-RS metadata, scan with ScanOptions{Want: dicom.WantAll,
+// StopAtPixelData: true, RecordSkipped: true}: the top-level pixel data
+// becomes a BulkDataURI without being read, while pixel data nested in
+// items (icon images) is extracted and inlined.
 //
 // Specific Character Set (0008,0005): every value in the output is UTF-8,
 // so when the source declared a character set other than the default
