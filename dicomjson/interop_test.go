@@ -402,3 +402,37 @@ func TestInteropInvalidNumbers(t *testing.T) {
 		t.Fatalf("dcm2json output changed: %s", ref)
 	}
 }
+
+// TestInteropIconAndMetadataScan: the metadata scan options stop at the
+// top-level pixel data (a BulkDataURI) but inline pixel data nested in an
+// Icon Image Sequence, as dcm2json does.
+func TestInteropIconAndMetadataScan(t *testing.T) {
+	ts, _ := dicom.LookupTransferSyntax(dicom.ExplicitVRLittleEndian)
+	u16 := func(v ...uint16) []byte {
+		b := make([]byte, 2*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint16(b[2*i:], x)
+		}
+		return b
+	}
+	els := []xel{
+		{tag: dicom.TagSOPInstanceUID, vr: dicom.VRUI, value: []byte("1.2.3.4")},
+		{tag: dicom.NewTag(0x0088, 0x0200), vr: dicom.VRSQ, items: [][]xel{{
+			{tag: dicom.TagRows, vr: dicom.VRUS, value: u16(2)},
+			{tag: dicom.TagColumns, vr: dicom.VRUS, value: u16(2)},
+			{tag: dicom.TagPixelData, vr: dicom.VROW, value: u16(1, 2, 3, 4)},
+		}}},
+		{tag: dicom.TagPixelData, vr: dicom.VROW, value: u16(9, 8, 7, 6, 5, 4, 3, 2)},
+	}
+	file := part10(t, dicom.ExplicitVRLittleEndian, encodeElements(t, ts, els))
+	ours, theirs := compareWithDcm2json(t, file, dicom.ScanOptions{Want: dicom.WantAll, StopAtPixelData: true, RecordSkipped: true},
+		Options{BulkDataURI: func(dicom.Tag) string { return "bulk" }})
+	d := diff("", ours, theirs)
+	if len(d) != 2 || d[0] != "/7FE00010/BulkDataURI: only in first: bulk" || !strings.HasPrefix(d[1], "/7FE00010/InlineBinary: only in second") {
+		t.Fatalf("differences with dcm2json:\n%s", diffString(d))
+	}
+	icon := ours.(map[string]any)["00880200"].(map[string]any)["Value"].([]any)[0].(map[string]any)
+	if px := icon["7FE00010"].(map[string]any); px["InlineBinary"] != "AQACAAMABAA=" {
+		t.Fatalf("icon pixel data %v", px)
+	}
+}
