@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"io"
+	"mime"
 	"strconv"
+	"strings"
 )
 
 // Media types of the response body.
@@ -146,4 +148,60 @@ func writeXMLDataset(w *bufio.Writer, ds []attr, indent string) {
 		}
 		w.WriteString("</DicomAttribute>\n")
 	}
+}
+
+// Negotiate picks the response media type from an Accept header field:
+// application/dicom+json (the default, also for an empty Accept, */* and
+// application/*, and for application/json, which some user agents send) or
+// application/dicom+xml. ok is false when Accept allows neither (the
+// caller answers 406 Not Acceptable). Quality values are honoured; on a
+// tie JSON wins.
+func Negotiate(accept string) (mediaType string, ok bool) {
+	if strings.TrimSpace(accept) == "" {
+		return MediaTypeJSON, true
+	}
+	best, bestQ := "", 0.0
+	for _, rng := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(rng))
+		if err != nil {
+			continue
+		}
+		q := 1.0
+		if v, ok := params["q"]; ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				q = f
+			}
+		}
+		var cand string
+		switch mt {
+		case MediaTypeJSON, "application/json", "*/*", "application/*":
+			cand = MediaTypeJSON
+		case MediaTypeXML:
+			cand = MediaTypeXML
+		case "multipart/related":
+			// multipart/related; type="application/dicom+xml" (PS3.18
+			// 10.5.3 examples of older editions).
+			switch strings.ToLower(params["type"]) {
+			case MediaTypeXML:
+				cand = MediaTypeXML
+			case MediaTypeJSON:
+				cand = MediaTypeJSON
+			}
+		}
+		if cand == "" || q <= 0 {
+			continue
+		}
+		if q > bestQ || (q == bestQ && cand == MediaTypeJSON) {
+			best, bestQ = cand, q
+		}
+	}
+	return best, best != ""
+}
+
+// Write writes the response in mediaType (see Negotiate).
+func (r *Response) Write(w io.Writer, mediaType string) error {
+	if mediaType == MediaTypeXML {
+		return r.WriteXML(w)
+	}
+	return r.WriteJSON(w)
 }

@@ -564,3 +564,27 @@ func ExampleResponse_WriteJSON() {
 	// Output:
 	// {"00081190":{"vr":"UR","Value":["https://pacs.example/dicom-web/studies/1.2.3"]},"00081198":{"vr":"SQ","Value":[{"00081150":{"vr":"UI","Value":["1.2.840.10008.5.1.4.1.1.2"]},"00081155":{"vr":"UI","Value":["1.2.3.5"]},"00081197":{"vr":"US","Value":[43264]}}]},"00081199":{"vr":"SQ","Value":[{"00081150":{"vr":"UI","Value":["1.2.840.10008.5.1.4.1.1.2"]},"00081155":{"vr":"UI","Value":["1.2.3.4"]},"00081190":{"vr":"UR","Value":["https://pacs.example/dicom-web/studies/1.2.3/series/1.2.3.3/instances/1.2.3.4"]}}]}}
 }
+
+func TestNegotiate(t *testing.T) {
+	for _, tc := range []struct {
+		accept, want string
+		ok           bool
+	}{
+		{"", MediaTypeJSON, true},
+		{"*/*", MediaTypeJSON, true},
+		{"application/dicom+json", MediaTypeJSON, true},
+		{"application/json", MediaTypeJSON, true},
+		{"application/dicom+xml", MediaTypeXML, true},
+		{`multipart/related; type="application/dicom+xml"`, MediaTypeXML, true},
+		{"application/dicom+xml, application/dicom+json;q=0.5", MediaTypeXML, true},
+		{"application/dicom+xml;q=0.5, */*;q=0.9", MediaTypeJSON, true},
+		{"application/dicom+xml, application/dicom+json", MediaTypeJSON, true},
+		{"text/html", "", false},
+		{"application/dicom+json;q=0", "", false},
+	} {
+		got, ok := Negotiate(tc.accept)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("Negotiate(%q) = %q %v, want %q %v", tc.accept, got, ok, tc.want, tc.ok)
+		}
+	}
+}
