@@ -95,8 +95,7 @@ func (e *encoder) attrStart(first bool, t dicom.Tag, vr dicom.VR) {
 	e.byte('"')
 }
 
-// knownVR reports the VRs of PS3.5 6.2; others are written as UN.
-func knownVR(vr dicom.VR) bool {
+func knownVRSlow(vr dicom.VR) bool {
 	switch vr {
 	case dicom.VRAE, dicom.VRAS, dicom.VRAT, dicom.VRCS, dicom.VRDA, dicom.VRDS, dicom.VRDT, dicom.VRFD,
 		dicom.VRFL, dicom.VRIS, dicom.VRLO, dicom.VRLT, dicom.VROB, dicom.VROD, dicom.VROF, dicom.VROL,

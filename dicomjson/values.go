@@ -22,7 +22,49 @@ const (
 	kindSQ                   // sequence
 )
 
-func kindOf(vr dicom.VR) vrKind {
+// vrProps caches, per VR letter pair, the kind (low 4 bits) and the flags
+// below, so the per-element lookups are an index instead of string
+// switches.
+var vrProps = func() (t [26][26]uint8) {
+	for a := byte('A'); a <= 'Z'; a++ {
+		for b := byte('A'); b <= 'Z'; b++ {
+			vr := dicom.VR([]byte{a, b})
+			p := uint8(kindOfSlow(vr))
+			if knownVRSlow(vr) {
+				p |= propKnown
+			}
+			if restrictedSlow(vr) {
+				p |= propRestricted
+			}
+			t[a-'A'][b-'A'] = p
+		}
+	}
+	return t
+}()
+
+const (
+	propKnown      = 1 << 4 // a VR of PS3.5 6.2
+	propRestricted = 1 << 5 // default repertoire only: never decoded
+)
+
+func props(vr dicom.VR) uint8 {
+	if len(vr) != 2 || vr[0] < 'A' || vr[0] > 'Z' || vr[1] < 'A' || vr[1] > 'Z' {
+		return uint8(kindBulk)
+	}
+	return vrProps[vr[0]-'A'][vr[1]-'A']
+}
+
+func kindOf(vr dicom.VR) vrKind { return vrKind(props(vr) & 0xF) }
+
+// restricted reports VRs whose values use the default repertoire only and
+// are therefore never decoded with the Specific Character Set (as in
+// dicom.Dataset.Strings).
+func restricted(vr dicom.VR) bool { return props(vr)&propRestricted != 0 }
+
+// knownVR reports the VRs of PS3.5 6.2; others are written as UN.
+func knownVR(vr dicom.VR) bool { return props(vr)&propKnown != 0 }
+
+func kindOfSlow(vr dicom.VR) vrKind {
 	switch vr {
 	case dicom.VRPN:
 		return kindPN
@@ -45,10 +87,7 @@ func kindOf(vr dicom.VR) vrKind {
 	return kindBulk
 }
 
-// restricted reports VRs whose values use the default repertoire only and
-// are therefore never decoded with the Specific Character Set (as in
-// dicom.Dataset.Strings).
-func restricted(vr dicom.VR) bool {
+func restrictedSlow(vr dicom.VR) bool {
 	switch vr {
 	case dicom.VRUI, dicom.VRDA, dicom.VRTM, dicom.VRDT, dicom.VRAS, dicom.VRCS, dicom.VRDS, dicom.VRIS, dicom.VRAE:
 		return true
