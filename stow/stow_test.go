@@ -144,6 +144,19 @@ func TestStore(t *testing.T) {
 	other := newCT(t, testdicom.UID(), nil)
 	mismatch := newCT(t, study, func(c *testdicom.CT) { c.SOPClassOverride = dicom.MRImageStorage })
 	full := multipartBody(dcm(a.file), dcm(b.file))
+	// An instance announcing a transfer syntax nobody knows.
+	unknownTS := newCT(t, study, nil)
+	{
+		ds, err := unknownTS.c.Dataset()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f bytes.Buffer
+		dicom.WriteFileMeta(&f, dicom.FileMeta{MediaStorageSOPClassUID: dicom.CTImageStorage, MediaStorageSOPInstanceUID: unknownTS.c.SOPUID,
+			TransferSyntaxUID: "1.2.3.4.5.6"})
+		f.Write(ds)
+		unknownTS.file = f.Bytes()
+	}
 
 	type want struct {
 		status   int
@@ -192,6 +205,8 @@ func TestStore(t *testing.T) {
 		{name: "garbage after the first part", body: append(multipartBody(dcm(a.file))[:len(multipartBody(dcm(a.file)))-len("--\r\n")],
 			[]byte("\r\nno colon in this header line\r\n\r\nxx\r\n--"+boundary+"--\r\n")...),
 			want: want{status: 202, stored: []instance{a}, other: []uint16{FailureCannotUnderstand}}},
+		{name: "unknown transfer syntax", body: multipartBody(dcm(unknownTS.file), dcm(a.file)),
+			want: want{status: 202, stored: []instance{a}, notSaved: []instance{unknownTS}, failed: map[string]uint16{unknownTS.c.SOPUID: FailureTransferSyntaxNotSupp}}},
 		{name: "SOP class mismatch is a warning", body: multipartBody(dcm(mismatch.file)),
 			want: want{status: 202, stored: []instance{mismatch}, warnings: 1}},
 		{name: "duplicate, keep-first", policy: ingest.KeepFirst, body: multipartBody(dcm(a.file), dcm(a.file)),
