@@ -302,11 +302,13 @@ func allVRs(bo binary.ByteOrder) []xel {
 		{tag: tag(0x0008, 0x0090), vr: dicom.VRPN, value: s("")},
 		{tag: tag(0x0008, 0x0119), vr: dicom.VRUC, value: s(`a long code value\second`)},
 		{tag: tag(0x0008, 0x0120), vr: dicom.VRUR, value: s("http://example.org/a?b=c d ")},
-		{tag: tag(0x0008, 0x1060), vr: dicom.VRPN, value: s(`Smith^Ann\Jones^Bob^^Dr`)},
+		{tag: tag(0x0008, 0x009C), vr: dicom.VRPN, value: s("==")}, // no group: VR only
+		{tag: tag(0x0008, 0x1060), vr: dicom.VRPN, value: s(`Smith^Ann\\Jones^Bob^^Dr=J`)},
 		{tag: tag(0x0008, 0x1161), vr: dicom.VRUL, value: u32(1, 4294967295)},
 		{tag: tag(0x0010, 0x0010), vr: dicom.VRPN, value: s("Wang^XiaoDong=王^小東=ワン^シャオドン")},
 		{tag: tag(0x0010, 0x0020), vr: dicom.VRLO, value: s(" PID 7 ")},
 		{tag: tag(0x0010, 0x0030), vr: dicom.VRDA, value: s("  ")}, // only padding: empty
+		{tag: tag(0x0010, 0x1001), vr: dicom.VRPN, value: s(`=Ideo\==Phon`)},
 		{tag: tag(0x0010, 0x1010), vr: dicom.VRAS, value: s("045Y")},
 		{tag: tag(0x0010, 0x4000), vr: dicom.VRLT, value: s("line one\\not split\ttab")},
 		{tag: tag(0x0018, 0x0050), vr: dicom.VRDS, value: s(`  1.50 \1e3\+5\-0.25\.5\-0\00012.5e-3`)},

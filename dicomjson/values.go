@@ -1,6 +1,7 @@
 package dicomjson
 
 import (
+	"bytes"
 	"math"
 	"strconv"
 
@@ -133,7 +134,7 @@ func (e *encoder) textValues(k vrKind, s []byte) {
 	for rest, more := s, true; more; {
 		var v []byte
 		v, rest, more = nextValue(rest, multi)
-		if len(trimValue(v, keepLeading)) > 0 {
+		if v = trimValue(v, keepLeading); len(v) > 0 && (k != kindPN || !emptyPN(v)) {
 			nonEmpty = true
 			break
 		}
@@ -175,31 +176,34 @@ func (e *encoder) textValues(k vrKind, s []byte) {
 
 var pnGroups = [3]string{`"Alphabetic":`, `"Ideographic":`, `"Phonetic":`}
 
+// splitPN returns the first three component groups of a PN value.
+func splitPN(v []byte) (groups [3][]byte) {
+	for n := 0; n < 3; n++ {
+		j := bytes.IndexByte(v, '=')
+		if j < 0 {
+			groups[n] = trimValue(v, false)
+			break
+		}
+		groups[n] = trimValue(v[:j], false)
+		v = v[j+1:]
+	}
+	return groups
+}
+
+// emptyPN reports a PN value without a non-empty component group (such as
+// "=="): null in a multi-valued attribute, and an attribute of such values
+// only has its VR, as in dcm2json.
+func emptyPN(v []byte) bool {
+	g := splitPN(v)
+	return len(g[0]) == 0 && len(g[1]) == 0 && len(g[2]) == 0
+}
+
 // personName writes one PN value as an object with its component groups
 // (split on '='); empty groups are left out, groups after the third are
 // ignored, and a value with no non-empty group is null.
 func (e *encoder) personName(v []byte) {
-	var groups [3][]byte
-	n := 0
-	for i := 0; n < 3; n++ {
-		j := i
-		for j < len(v) && v[j] != '=' {
-			j++
-		}
-		groups[n] = trimValue(v[i:j], false)
-		if j >= len(v) {
-			n++
-			break
-		}
-		i = j + 1
-	}
-	empty := true
-	for _, g := range groups {
-		if len(g) > 0 {
-			empty = false
-		}
-	}
-	if empty {
+	groups := splitPN(v)
+	if len(groups[0]) == 0 && len(groups[1]) == 0 && len(groups[2]) == 0 {
 		e.raw("null")
 		return
 	}
