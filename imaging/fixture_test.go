@@ -199,6 +199,9 @@ func str(e *dicom.Encoder, t dicom.Tag, vr dicom.VR, s string) error {
 }
 
 func swapBytes(b []byte, unit int) {
+	if unit < 2 {
+		return
+	}
 	for k := 0; k+unit <= len(b); k += unit {
 		for i, j := k, k+unit-1; i < j; i, j = i+1, j-1 {
 			b[i], b[j] = b[j], b[i]

@@ -80,3 +80,58 @@ func rleFrame(planes [][]byte) []byte {
 	}
 	return append(hdr, body...)
 }
+
+// FuzzPixels builds well-formed files from fuzzed Image Pixel module
+// values and pixel bytes, so that the fuzzer explores the frame and
+// rendering code rather than the Part 10 parser.
+func FuzzPixels(f *testing.F) {
+	f.Add(uint8(4), uint8(5), uint8(8), uint8(8), uint8(7), uint8(0), uint8(1), uint8(0), uint8(0), uint8(3), uint8(0), []byte("some pixel bytes here, sixty of them or so, more or less...."))
+	f.Add(uint8(3), uint8(3), uint8(16), uint8(12), uint8(11), uint8(1), uint8(1), uint8(0), uint8(1), uint8(2), uint8(2), []byte("0123456789abcdef0123456789abcdef0123"))
+	f.Add(uint8(2), uint8(2), uint8(8), uint8(8), uint8(7), uint8(0), uint8(3), uint8(1), uint8(4), uint8(1), uint8(0), []byte("rgbrgbrgbrgb"))
+	f.Add(uint8(2), uint8(2), uint8(8), uint8(8), uint8(7), uint8(0), uint8(1), uint8(0), uint8(0), uint8(1), uint8(4), rleFrame([][]byte{{1, 2, 3, 4}}))
+	photometrics := []string{"MONOCHROME2", "MONOCHROME1", "RGB", "YBR_FULL", "YBR_FULL_422", "PALETTE COLOR", "CMYK"}
+	syntaxes := []string{dicom.ExplicitVRLittleEndian, dicom.ImplicitVRLittleEndian, dicom.ExplicitVRBigEndian,
+		dicom.JPEGBaseline8Bit, dicom.RLELossless, dicom.EncapsulatedUncompressedExplicitVRLittleEndian}
+	saved := MaxPixels
+	MaxPixels = 1 << 16
+	defer func() { MaxPixels = saved }()
+	f.Fuzz(func(t *testing.T, rows, cols, ba, bs, hb, pr, spp, pc, pi, frames, tsi uint8, data []byte) {
+		fx := fixture{ts: syntaxes[int(tsi)%len(syntaxes)], rows: int(rows), cols: int(cols), ba: int(ba), bs: int(bs), hb: int(hb),
+			pr: int(pr % 3), spp: int(spp%5) + 0, pc: int(pc % 3), photometric: photometrics[int(pi)%len(photometrics)],
+			frames: int(frames % 8), wc: "10", ww: "100", palette: [3][]uint16{{1, 0xFF00}, {3, 4}, {5, 6}}}
+		if fx.bs == 0 {
+			fx.bs = 1 // the fixture defaults 0 to BitsAllocated
+		}
+		if fx.hb == 0 {
+			fx.hb = -1
+		}
+		if ts, _ := dicom.LookupTransferSyntax(fx.ts); ts.Encapsulated {
+			fx.fragments = [][]byte{data}
+			if len(data) > 2 {
+				fx.fragments = [][]byte{data[:len(data)/2], data[len(data)/2:]}
+			}
+		} else {
+			fx.pixels = data
+		}
+		b, err := fx.encode()
+		if err != nil {
+			return
+		}
+		im, err := Open(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			return
+		}
+		for i := 1; i <= im.NumberOfFrames; i++ {
+			if r, err := im.Frame(i); err == nil {
+				if _, err := io.Copy(io.Discard, r); err != nil {
+					t.Fatalf("reading frame %d: %v", i, err)
+				}
+			}
+			if d, err := im.DecodedFrame(i); err == nil && int64(len(d)) != im.FrameLength {
+				t.Fatalf("decoded frame of %d bytes, FrameLength %d", len(d), im.FrameLength)
+			}
+			_, _ = im.Render(i, RenderOptions{MaxWidth: 3})
+			_, _ = im.Render(i, RenderOptions{WindowCenter: f64(3), WindowWidth: f64(0.5), Function: Sigmoid})
+		}
+	})
+}

@@ -218,10 +218,19 @@ func Open(r io.ReaderAt, size int64) (*Image, error) {
 	return im, nil
 }
 
+// packed422 reports frames whose chroma is stored at half horizontal
+// resolution (Y1 Y2 Cb Cr), as native and encapsulated uncompressed
+// YBR_FULL_422 frames are (PS3.3 C.7.6.3.1.2); decoded RLE frames have
+// three full samples per pixel.
+func (p *Pixels) packed422() bool {
+	native := !p.TransferSyntax.Encapsulated || p.TransferSyntax.UID == dicom.EncapsulatedUncompressedExplicitVRLittleEndian
+	return native && (p.Photometric == "YBR_FULL_422" || p.Photometric == "YBR_PARTIAL_422")
+}
+
 // frameBits is the size of an uncompressed frame in bits.
 func (p *Pixels) frameBits() int64 {
 	samples := int64(p.SamplesPerPixel)
-	if p.Photometric == "YBR_FULL_422" || p.Photometric == "YBR_PARTIAL_422" {
+	if p.packed422() {
 		samples = 2
 	}
 	return int64(p.Rows) * int64(p.Columns) * samples * int64(p.BitsAllocated)
@@ -311,15 +320,12 @@ func (p *Pixels) parse(ds *dicom.Dataset, ts dicom.TransferSyntax) error {
 	if px := int64(p.Rows) * int64(p.Columns); px > MaxPixels {
 		return fmt.Errorf("imaging: %d×%d pixels over %d: %w", p.Rows, p.Columns, MaxPixels, ErrTooLarge)
 	}
-	if (p.Photometric == "YBR_FULL_422" || p.Photometric == "YBR_PARTIAL_422") && !ts.Encapsulated {
+	if p.packed422() {
 		if p.Columns%2 != 0 || p.SamplesPerPixel != 3 || p.PlanarConfiguration != 0 {
 			return invalid("%s with %d columns, %d samples, planar configuration %d", p.Photometric, p.Columns, p.SamplesPerPixel, p.PlanarConfiguration)
 		}
 	}
-	p.FrameLength = (int64(p.Rows)*int64(p.Columns)*int64(p.SamplesPerPixel)*int64(p.BitsAllocated) + 7) / 8
-	if !ts.Encapsulated {
-		p.FrameLength = (p.frameBits() + 7) / 8
-	}
+	p.FrameLength = (p.frameBits() + 7) / 8
 	p.RescaleSlope, p.RescaleIntercept = 1, 0
 	if v := floatsOf(ds, tagRescaleSlope); len(v) > 0 && v[0] != 0 {
 		p.RescaleSlope = v[0]

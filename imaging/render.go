@@ -322,8 +322,8 @@ func grayFrame(data []byte, p *Pixels, win window) (*image.Gray, error) {
 		}
 		return y
 	}
-	if hi-lo < 1<<20 {
-		// A LUT over the values present.
+	if hi-lo < int64(n) {
+		// A LUT over the values present (smaller than the frame).
 		lut := make([]uint8, hi-lo+1)
 		for k := range lut {
 			lut[k] = out8(lo + int64(k))
@@ -394,7 +394,7 @@ func colorFrame(data []byte, p *Pixels) (*image.RGBA, error) {
 		}
 		return to8(code(3*k+s), p.BitsStored)
 	}
-	if p.Photometric == "YBR_FULL_422" {
+	if p.packed422() {
 		sample = func(s, k int) uint8 {
 			q := k / 2 // pixel pair: Y1 Y2 Cb Cr
 			if s == 0 {
