@@ -438,3 +438,31 @@ func TestInteropIconAndMetadataScan(t *testing.T) {
 		t.Fatalf("icon pixel data %v", px)
 	}
 }
+
+// TestInteropEmptyAndPadding: values that are empty or padding only. Two
+// intended differences: dcm2json keeps a NUL padding a LO value (ours
+// trims NULs like spaces, as dicom.Dataset.Strings does), and writes an
+// LT of spaces as [null] where ours, as for any attribute whose values
+// are all empty, writes the VR only.
+func TestInteropEmptyAndPadding(t *testing.T) {
+	ts, _ := dicom.LookupTransferSyntax(dicom.ExplicitVRLittleEndian)
+	s := func(v string) []byte { return []byte(v) }
+	els := []xel{
+		{tag: 0x00080054, vr: dicom.VRAE, value: s(`  \X`)},
+		{tag: 0x00080081, vr: dicom.VRST, value: s(" x ")},
+		{tag: 0x00081080, vr: dicom.VRLO, value: s(`\`)},
+		{tag: 0x00100021, vr: dicom.VRLO, value: s(" \x00")},
+		{tag: 0x00104000, vr: dicom.VRLT, value: s("    ")},
+		{tag: 0x00180050, vr: dicom.VRDS, value: s("  ")},
+		{tag: 0x00200013, vr: dicom.VRIS, value: s(` \ `)},
+		{tag: 0x00400032, vr: dicom.VRUT, value: s(" a\\b ")},
+		{tag: 0x00081190, vr: dicom.VRUR, value: s(" http://x ")},
+	}
+	file := part10(t, dicom.ExplicitVRLittleEndian, encodeElements(t, ts, els))
+	ours, theirs := compareWithDcm2json(t, file, dicom.ScanOptions{Want: dicom.WantAll}, Options{})
+	got := diffString(diff("", ours, theirs))
+	want := "/00100021/Value: only in second: [\x00]\n/00104000/Value: only in second: [<nil>]"
+	if got != want {
+		t.Fatalf("differences with dcm2json:\n%s\nwant:\n%s", got, want)
+	}
+}
