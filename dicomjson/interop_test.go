@@ -31,6 +31,7 @@ import (
 //   - FD: dcm2json prints 16 significant digits, which may not round-trip;
 //     FD values are compared to 1e-15 (see diffVR).
 //   - DS "1.": dcm2json writes the invalid JSON 1. (TestInteropInvalidNumbers).
+//   - NUL padding of a LO value and an LT of spaces (TestInteropEmptyAndPadding).
 
 const dcm2jsonPath = "/usr/bin/dcm2json"
 
@@ -325,6 +326,7 @@ func allVRs(bo binary.ByteOrder) []xel {
 			{{tag: tag(0x0008, 0x0100), vr: dicom.VRSH, value: s("CODE1")}, {tag: tag(0x0008, 0x0104), vr: dicom.VRLO, value: s("Meaning")}},
 			{},
 		}},
+		{tag: tag(0x0010, 0x2160), vr: dicom.VRUN, value: s("ABC ")}, // a standard tag as UN: stays UN
 		{tag: tag(0x0020, 0x0013), vr: dicom.VRIS, value: s(`-0012\+5\ 7 `)},
 		{tag: tag(0x0028, 0x0009), vr: dicom.VRAT, value: u16(0x0018, 0x1063, 0x0054, 0x0080)},
 		{tag: tag(0x0028, 0x0010), vr: dicom.VRUS, value: u16(512, 65535)},
