@@ -83,6 +83,10 @@ type Options struct {
 	// parts beyond are not read and reported in the Other Failures
 	// Sequence. The caller bounds the body size (http.MaxBytesReader).
 	MaxParts int
+	// AcceptSOPClass says whether a SOP class may be stored (nil:
+	// dicom.IsStorageSOPClass, the classes C-STORE accepts); an instance of
+	// another class fails with 0122.
+	AcceptSOPClass func(uid string) bool
 	// Logger receives one line per failed part; nil: slog.Default().
 	Logger *slog.Logger
 }
@@ -314,6 +318,23 @@ func (s *storer) part(ctx context.Context, n int, part *multipart.Part) (broken 
 		s.other(n, FailureCannotUnderstand, "file meta information without Media Storage SOP Class or Instance UID")
 		return false
 	}
+	accept := s.opt.AcceptSOPClass
+	if accept == nil {
+		accept = dicom.IsStorageSOPClass
+	}
+	if !accept(cls) {
+		s.failed(n, cls, sop, FailureSOPClassNotSupported, fmt.Sprintf("SOP class %s is not supported for storage", cls))
+		io.Copy(io.Discard, br)
+		if pr.err != nil {
+			// The part is reported already; the body cannot be read further.
+			if !errors.Is(pr.err, io.ErrUnexpectedEOF) {
+				_, msg := bodyFailure(pr.err)
+				s.other(0, FailureProcessing, msg+"; the remaining parts, if any, were not read")
+			}
+			return true
+		}
+		return false
+	}
 	res, err := s.p.Store(ctx, &ingest.Request{
 		Source: s.opt.Source, SOPClassUID: cls, SOPInstanceUID: sop, TransferSyntaxUID: ts,
 		Data: br, ExpectStudyInstanceUID: s.opt.StudyInstanceUID,
@@ -373,15 +394,7 @@ func (s *storer) checkPartType(ct string) string {
 
 // broken records a part whose bytes could not all be read.
 func (s *storer) broken(n int, cls, sop string, err error) bool {
-	var mbe *http.MaxBytesError
-	reason, msg := FailureCannotUnderstand, "part truncated: the body ends before the part's closing boundary"
-	switch {
-	case errors.As(err, &mbe):
-		reason, msg = FailureOutOfResources, fmt.Sprintf("request body over the %d bytes limit", mbe.Limit)
-	case errors.Is(err, io.ErrUnexpectedEOF):
-	default:
-		reason, msg = FailureProcessing, "reading the request body: "+err.Error()
-	}
+	reason, msg := bodyFailure(err)
 	if cls != "" && sop != "" {
 		s.failed(n, cls, sop, reason, msg)
 	} else {
@@ -391,6 +404,18 @@ func (s *storer) broken(n int, cls, sop string, err error) bool {
 		s.other(0, reason, msg+"; the remaining parts, if any, were not read")
 	}
 	return true
+}
+
+// bodyFailure is the Failure Reason of a part cut by a read error.
+func bodyFailure(err error) (uint16, string) {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return FailureOutOfResources, fmt.Sprintf("request body over the %d bytes limit", mbe.Limit)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return FailureCannotUnderstand, "part truncated: the body ends before the part's closing boundary"
+	}
+	return FailureProcessing, "reading the request body: " + err.Error()
 }
 
 // failureOf maps an ingest refusal to a Failure Reason.

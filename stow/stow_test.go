@@ -158,6 +158,17 @@ func TestStore(t *testing.T) {
 		unknownTS.file = f.Bytes()
 	}
 
+	// An instance of a class that is not a storage SOP class.
+	verification := newCT(t, study, func(c *testdicom.CT) { c.SOPClassOverride = "1.2.840.10008.1.1" })
+	{
+		ds, _ := verification.c.Dataset()
+		var f bytes.Buffer
+		dicom.WriteFileMeta(&f, dicom.FileMeta{MediaStorageSOPClassUID: "1.2.840.10008.1.1", MediaStorageSOPInstanceUID: verification.c.SOPUID,
+			TransferSyntaxUID: dicom.ExplicitVRLittleEndian})
+		f.Write(ds)
+		verification.file = f.Bytes()
+	}
+
 	type want struct {
 		status   int
 		stored   []instance // stored and indexed
@@ -207,6 +218,10 @@ func TestStore(t *testing.T) {
 			want: want{status: 202, stored: []instance{a}, other: []uint16{FailureCannotUnderstand}}},
 		{name: "unknown transfer syntax", body: multipartBody(dcm(unknownTS.file), dcm(a.file)),
 			want: want{status: 202, stored: []instance{a}, notSaved: []instance{unknownTS}, failed: map[string]uint16{unknownTS.c.SOPUID: FailureTransferSyntaxNotSupp}}},
+		{name: "not a storage SOP class", body: multipartBody(dcm(verification.file), dcm(a.file)),
+			want: want{status: 202, stored: []instance{a}, notSaved: []instance{verification}, failed: map[string]uint16{verification.c.SOPUID: FailureSOPClassNotSupported}}},
+		{name: "not a storage SOP class, truncated", body: multipartBody(dcm(a.file), dcm(verification.file))[:len(multipartBody(dcm(a.file), dcm(verification.file)))-100],
+			want: want{status: 202, stored: []instance{a}, notSaved: []instance{verification}, failed: map[string]uint16{verification.c.SOPUID: FailureSOPClassNotSupported}}},
 		{name: "SOP class mismatch is a warning", body: multipartBody(dcm(mismatch.file)),
 			want: want{status: 202, stored: []instance{mismatch}, warnings: 1}},
 		{name: "duplicate, keep-first", policy: ingest.KeepFirst, body: multipartBody(dcm(a.file), dcm(a.file)),
