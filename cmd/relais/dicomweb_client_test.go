@@ -11,7 +11,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"image/color"
+	"image/jpeg"
 	"io"
+	"math"
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
@@ -157,6 +160,7 @@ type imageRow struct {
 	SOF                       string
 	Width, Height, Components int
 	ContentType               string
+	File                      string
 }
 
 // fixture is one instance the test stores and what it is.
@@ -486,6 +490,9 @@ func TestDICOMwebClient(t *testing.T) {
 		if !r.SOI || !r.EOI || r.Width != f.columns || r.Height != f.rows || r.Components != 1 || r.ContentType != "image/jpeg" {
 			t.Errorf("retrieveInstanceRendered(%s): %+v, want a %d×%d grey JPEG", f.sop, r, f.columns, f.rows)
 		}
+		if r.File != "" {
+			assertRenderedCT(t, r.File, f)
+		}
 		if th := rep.Thumbnail[f.sop]; !th.SOI || !th.EOI || th.Width < 1 || th.Width > f.columns || th.Height < 1 || th.Height > f.rows {
 			t.Errorf("retrieveInstanceThumbnail(%s): %+v", f.sop, th)
 		}
@@ -792,4 +799,49 @@ func TestDICOMwebRequiresAuth(t *testing.T) {
 		}
 	})
 	assertStoredIdentical(t, data, files)
+}
+
+// assertRenderedCT decodes a rendered JPEG (Go's decoder, not the
+// server's code) and compares it with the fixture's pixels through its
+// Modality LUT (slope 1, intercept -1024) and VOI window (center 40, width
+// 80, LINEAR: PS3.3 C.11.2.1.2.1): a transposed, unwindowed or wrong image
+// is far off; JPEG's loss is a few grey levels.
+func assertRenderedCT(t *testing.T, path string, f fixture) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := jpeg.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Errorf("rendered %s: Go's image/jpeg cannot decode it: %v", f.sop, err)
+		return
+	}
+	if sz := img.Bounds().Size(); sz.X != f.columns || sz.Y != f.rows {
+		t.Errorf("rendered %s: decodes to %v, want %d×%d", f.sop, sz, f.columns, f.rows)
+		return
+	}
+	const c, w = 40.0, 80.0
+	var sum float64
+	for y := 0; y < f.rows; y++ {
+		for x := 0; x < f.columns; x++ {
+			hu := float64(binary.LittleEndian.Uint16(f.pixels[2*(y*f.columns+x):])) - 1024
+			var want float64
+			switch {
+			case hu <= c-0.5-(w-1)/2:
+				want = 0
+			case hu > c-0.5+(w-1)/2:
+				want = 255
+			default:
+				want = ((hu-(c-0.5))/(w-1) + 0.5) * 255
+			}
+			g := color.GrayModel.Convert(img.At(img.Bounds().Min.X+x, img.Bounds().Min.Y+y)).(color.Gray).Y
+			sum += math.Abs(float64(g) - want)
+		}
+	}
+	if mae := sum / float64(f.rows*f.columns); mae > 6 {
+		t.Errorf("rendered %s: mean grey error %.1f against the windowed pixels (want ≤ 6)", f.sop, mae)
+	} else {
+		t.Logf("rendered %s: mean grey error %.2f", f.sop, mae)
+	}
 }
