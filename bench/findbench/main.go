@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -39,7 +40,10 @@ func main() {
 	dir := flag.String("dir", "", "index directory (required; reused if it exists)")
 	studies := flag.Int("studies", 10000, "studies to generate")
 	perStudy := flag.Int("per-study", 100, "instances per study")
-	runs := flag.Int("runs", 500, "queries per kind (the unindexed baseline runs runs/10)")
+	runs := flag.Int("runs", 500, "queries per kind (the unindexed baseline runs runs/10); 0 skips the engine table")
+	qido := flag.Int("qido", 0, "QIDO-RS requests per kind over HTTP (dicomweb.Server on loopback); 0 skips")
+	clients := flag.Int("clients", 4, "concurrent QIDO-RS clients")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the QIDO-RS run to this file")
 	flag.Parse()
 	if *dir == "" {
 		fmt.Fprintln(os.Stderr, "findbench: -dir is required")
@@ -65,6 +69,28 @@ func main() {
 		fmt.Printf("filled: %d instances in %s (%.0f/s)\n", st.Instances, time.Since(t0).Round(time.Second), float64(want)/time.Since(t0).Seconds())
 	}
 	fmt.Printf("archive: %d patients, %d studies, %d series, %d instances; GOMAXPROCS %d\n\n", st.Patients, st.Studies, st.Series, st.Instances, runtime.GOMAXPROCS(0))
+	if *runs > 0 {
+		engineTable(ctx, ix, *studies, *runs)
+	}
+	if *qido > 0 {
+		if *cpuprofile != "" {
+			f, err := os.Create(*cpuprofile)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+		if err := runQIDO(ix, *studies, *qido, *clients, log); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+}
+
+// engineTable times study-level queries through query.Engine.
+func engineTable(ctx context.Context, ix storage.Index, studies, runs int) {
 	eng := &query.Engine{Index: ix}
 	r := rand.New(rand.NewPCG(99, 1))
 	base := time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -87,10 +113,10 @@ func main() {
 			return []query.Key{key(dicom.TagStudyDate, d.Format("20060102")+"-"+d.AddDate(0, 0, 30).Format("20060102")), key(dicom.TagModalitiesInStudy, "MR")}
 		}},
 		{"AccessionNumber", func() []query.Key {
-			return []query.Key{key(dicom.TagAccessionNumber, fmt.Sprintf("A%08d", r.IntN(*studies)))}
+			return []query.Key{key(dicom.TagAccessionNumber, fmt.Sprintf("A%08d", r.IntN(studies)))}
 		}},
 		{"PatientID", func() []query.Key {
-			return []query.Key{key(dicom.TagPatientID, fmt.Sprintf("PID%07d", r.IntN(*studies/2)))}
+			return []query.Key{key(dicom.TagPatientID, fmt.Sprintf("PID%07d", r.IntN(studies/2)))}
 		}},
 		{"baseline: PatientName *SUFFIX (no index)", func() []query.Key {
 			return []query.Key{key(dicom.TagPatientName, "*"+surnames[r.IntN(len(surnames))][2:]+"^*")}
@@ -102,9 +128,9 @@ func main() {
 		var lat []time.Duration
 		rows := 0
 		plan := ""
-		n := *runs
+		n := runs
 		if strings.HasPrefix(k.name, "baseline") {
-			n = max(*runs/10, 1)
+			n = max(runs/10, 1)
 		}
 		for i := 0; i < n; i++ {
 			keys := k.gen()
