@@ -32,8 +32,9 @@ type Attr struct {
 //   - the VR of each tag comes from the dictionary (dicom.LookupVR);
 //   - values are typed as by WriteDataset: PN objects, IS, DS and the binary
 //     numeric VRs as JSON numbers (a value that is not a number stays a
-//     string), AT as "GGGGEEEE", other VRs as strings; empty values are
-//     null and an attribute with no non-empty value has its VR only;
+//     string; UV and SV beyond ±(2^53-1) are strings of digits), AT as
+//     "GGGGEEEE", other VRs as strings; empty values are null and an
+//     attribute with no non-empty value has its VR only;
 //   - VR SQ values are decoded with storage.DecodeItems into arrays of item
 //     objects, nested kept sequences (JSON strings in an item) likewise,
 //     recursively; a value that does not decode is written as an empty
@@ -44,8 +45,9 @@ type Attr struct {
 //     left out.
 //
 // extra attributes are added, replacing an attribute of the map (or an
-// earlier extra) with the same tag. Values in the map are UTF-8 already; a Specific Character Set
-// in the map is written as WriteDataset does (ISO_IR 192 when non-default).
+// earlier extra) with the same tag. Values in the map are UTF-8 already; a
+// Specific Character Set in the map is written as WriteDataset does
+// (ISO_IR 192 when non-default).
 func WriteAttrs(w io.Writer, attrs map[string]string, extra ...Attr) error {
 	e := getEncoder(w)
 	defer putEncoder(e)

@@ -45,12 +45,14 @@ func TestWriteAttrs(t *testing.T) {
 		"00101020": "1.75",
 		"00101030": "+70.",
 		"00080020": "20261123",
-		"00081030": "",          // empty: VR only
-		"00280010": "512",       // US from the index: a number
-		"00281050": `40\nope`,   // DS, second value not a number
-		"00200013": "x1",        // IS not a number: string
-		"00280009": "0018,1063", // AT as dicom.Dataset.String writes it
-		"7FE00010": "binary",    // OW: no value from an index
+		"00081030": "",                      // empty: VR only
+		"00280010": "512",                   // US from the index: a number
+		"00720082": `-5\9007199254740992\x`, // SV
+		"00720083": "18446744073709551615",  // UV
+		"00281050": `40\nope`,               // DS, second value not a number
+		"00200013": "x1",                    // IS not a number: string
+		"00280009": "0018,1063",             // AT as dicom.Dataset.String writes it
+		"7FE00010": "binary",                // OW: no value from an index
 		"00101002": mustItems(t, map[string]string{"00100020": "X1", "00100021": "H"}, map[string]string{}),
 		"00400275": mustItems(t, map[string]string{"00080050": "A1", "00080051": issuer}),
 		"00081110": "not json",           // undecodable sequence: VR only
@@ -95,6 +97,8 @@ func TestWriteAttrs(t *testing.T) {
 		`"00280010":{"vr":"US","Value":[512]},` +
 		`"00281050":{"vr":"DS","Value":[40,"nope"]},` +
 		`"00400275":{"vr":"SQ","Value":[{"00080050":{"vr":"SH","Value":["A1"]},"00080051":{"vr":"SQ","Value":[{"00400031":{"vr":"UT","Value":["NS"]},"00400032":{"vr":"UT","Value":["1.2.3"]},"00400033":{"vr":"CS","Value":["ISO"]}}]}}]},` +
+		`"00720082":{"vr":"SV","Value":[-5,"9007199254740992","x"]},` +
+		`"00720083":{"vr":"UV","Value":["18446744073709551615"]},` +
 		`"7FE00010":{"vr":"OW"}` +
 		`}`
 	// Compared semantically; the order is checked separately.

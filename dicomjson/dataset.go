@@ -261,7 +261,7 @@ func (e *encoder) charsetValue(ds *dicom.Dataset, el *dicom.Element) {
 func (e *encoder) values(ds *dicom.Dataset, el *dicom.Element, vr dicom.VR) {
 	k := kindOf(vr)
 	switch k {
-	case kindBinNum:
+	case kindBinNum, kindBigNum:
 		e.binaryNumbers(ds, el.Raw, vr)
 	case kindAT:
 		e.binaryTags(ds, el.Raw)

@@ -21,6 +21,7 @@ const (
 	kindAT                   // attribute tags
 	kindBulk                 // OB, OW, OD, OF, OL, OV, UN: InlineBinary
 	kindSQ                   // sequence
+	kindBigNum               // 64-bit binary integers (UV, SV)
 )
 
 // vrProps caches, per VR letter pair, the kind (low 4 bits) and the flags
@@ -75,8 +76,10 @@ func kindOfSlow(vr dicom.VR) vrKind {
 		return kindIS
 	case dicom.VRLT, dicom.VRST, dicom.VRUT, dicom.VRUR:
 		return kindSingle
-	case dicom.VRUS, dicom.VRSS, dicom.VRUL, dicom.VRSL, dicom.VRUV, dicom.VRSV, dicom.VRFL, dicom.VRFD:
+	case dicom.VRUS, dicom.VRSS, dicom.VRUL, dicom.VRSL, dicom.VRFL, dicom.VRFD:
 		return kindBinNum
+	case dicom.VRUV, dicom.VRSV:
+		return kindBigNum
 	case dicom.VRAT:
 		return kindAT
 	case dicom.VRSQ:
@@ -167,6 +170,8 @@ func (e *encoder) textValues(k vrKind, s []byte) {
 			e.atText(v)
 		case kindBinNum:
 			e.number(v, true)
+		case kindBigNum:
+			e.bigText(v)
 		default:
 			e.str(v)
 		}
@@ -306,6 +311,21 @@ func appendNumber(e *encoder, v []byte, decimal bool) bool {
 		e.rawBytes(v[es:i])
 	}
 	return i == len(v)
+}
+
+// bigText writes a UV or SV value given as text (from an index map) as
+// binaryNumbers does: a JSON number within ±(2^53-1), a string of digits
+// beyond; anything else as number does.
+func (e *encoder) bigText(v []byte) {
+	if i, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+		e.bigInt(strconv.AppendInt(e.num[:0], i, 10), i > maxSafe || i < -maxSafe)
+		return
+	}
+	if u, err := strconv.ParseUint(string(v), 10, 64); err == nil {
+		e.bigInt(strconv.AppendUint(e.num[:0], u, 10), u > maxSafe)
+		return
+	}
+	e.number(v, true)
 }
 
 // float writes a binary floating point value: a JSON number, or for NaN and
