@@ -375,3 +375,62 @@ func TestJPEGPhotometricMatchesDCMTK(t *testing.T) {
 		})
 	}
 }
+
+// TestDcmcjpegMultiFrame compresses multi-frame 8-bit instances with
+// dcmcjpeg (JPEG Baseline, with and without offset table, whole and
+// 1 KiB fragments) and checks every frame renders like dcmj2pnm renders it
+// (tolerance ±3 levels per sample, as for the JPEG test above).
+func TestDcmcjpegMultiFrame(t *testing.T) {
+	needTool(t, "dcmcjpeg")
+	needTool(t, "dcmj2pnm")
+	const rows, cols, frames = 48, 64, 3
+	mono := make([]byte, frames*rows*cols)
+	rgb := make([]byte, frames*3*rows*cols)
+	for f := range frames {
+		for y := range rows {
+			for x := range cols {
+				k := f*rows*cols + y*cols + x
+				mono[k] = uint8(128 + 100*math.Sin(float64(x+10*f)/6)*math.Cos(float64(y)/9))
+				rgb[3*k], rgb[3*k+1], rgb[3*k+2] = uint8(3*x+40*f), uint8(4*y), uint8(128+90*math.Sin(float64(x*y)/150))
+			}
+		}
+	}
+	for _, c := range []struct {
+		name string
+		f    fixture
+		args []string
+		opt  RenderOptions
+		wopt []string
+	}{
+		{"monochrome with offset table", fixture{rows: rows, cols: cols, ba: 8, frames: frames, pixels: mono}, nil,
+			RenderOptions{WindowCenter: f64(128), WindowWidth: f64(256)}, []string{"+Ww", "128", "256"}},
+		{"monochrome, 1 KiB fragments, no offset table", fixture{rows: rows, cols: cols, ba: 8, frames: frames, pixels: mono}, []string{"+fs", "1", "-ot"},
+			RenderOptions{WindowCenter: f64(100), WindowWidth: f64(120)}, []string{"+Ww", "100", "120"}},
+		{"RGB, no offset table", fixture{rows: rows, cols: cols, ba: 8, spp: 3, frames: frames, pixels: rgb}, []string{"-ot"}, RenderOptions{}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			in, out := filepath.Join(dir, "in.dcm"), filepath.Join(dir, "jpeg.dcm")
+			if err := os.WriteFile(in, c.f.build(t), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			run(t, "dcmcjpeg", append(append([]string{"+eb"}, c.args...), in, out)...)
+			b, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			im := openBytes(t, b)
+			if im.TransferSyntax.UID != dicom.JPEGBaseline8Bit || im.NumberOfFrames != frames {
+				t.Fatalf("dcmcjpeg wrote %s with %d frames", im.TransferSyntax.UID, im.NumberOfFrames)
+			}
+			for i := 1; i <= frames; i++ {
+				got, err := im.Render(i, c.opt)
+				if err != nil {
+					t.Fatalf("Render(%d): %v", i, err)
+				}
+				maxDiff, mean := compare(t, got, dcmj2pnm(t, b, i, c.wopt...), 3)
+				t.Logf("frame %d (%s): max difference %d, mean %.4f", i, im.Photometric, maxDiff, mean)
+			}
+		})
+	}
+}
