@@ -115,6 +115,10 @@ type clientReport struct {
 	RetrievedSeries  map[string][]string    `json:"retrievedSeries"`
 	RetrievedStudies map[string][]string    `json:"retrievedStudies"`
 	UnknownStudy     int                    `json:"unknownStudyStatus"`
+	Refused          map[string]struct {
+		Status    int
+		Challenge string
+	} `json:"refused"`
 }
 
 type studyRow struct {
@@ -534,6 +538,14 @@ func TestDICOMwebClient(t *testing.T) {
 	}
 	checkFiles("retrieveStudy A", rep.RetrievedStudies[studyA], fxA)
 	checkFiles("retrieveStudy B", rep.RetrievedStudies[studyB], fxB)
+	if len(rep.Refused) != 12 {
+		t.Errorf("the client tried %d requests without a valid token, want 12", len(rep.Refused))
+	}
+	for k, r := range rep.Refused {
+		if r.Status != http.StatusUnauthorized || !strings.HasPrefix(r.Challenge, "Bearer ") {
+			t.Errorf("dicomweb-client, %s: HTTP %d, WWW-Authenticate %q; want 401 with a Bearer challenge", k, r.Status, r.Challenge)
+		}
+	}
 	if rep.UnknownStudy != 404 {
 		t.Errorf("metadata of an unknown study: HTTP %d, want 404", rep.UnknownStudy)
 	}

@@ -410,6 +410,43 @@ async function main() {
     }
   }
 
+  // The same client without a token, and with a wrong one, is refused
+  // (401) on a search, metadata, frames, a retrieve and a store.
+  report.refused = {};
+  const some = instances[0];
+  if (some) {
+    const ids = { studyInstanceUID: some.study, seriesInstanceUID: some.series, sopInstanceUID: some.sop };
+    const anonymous = {
+      none: new api.DICOMwebClient({ url: cfg.url, verbose: false }),
+      wrong: new api.DICOMwebClient({ url: cfg.url, verbose: false, headers: { Authorization: 'Bearer rls_aaaaaaaaaaaaaaaa_' + 'b'.repeat(52) } }),
+    };
+    const attempts = {
+      searchForStudies: {},
+      retrieveStudyMetadata: { studyInstanceUID: some.study },
+      retrieveInstanceFrames: { ...ids, frameNumbers: '1' },
+      retrieveInstanceRendered: { ...ids, mediaTypes: [{ mediaType: 'image/jpeg' }] },
+      retrieveStudy: { studyInstanceUID: some.study },
+      storeInstances: { datasets: files.slice(0, 1) },
+    };
+    for (const [who, c] of Object.entries(anonymous)) {
+      for (const [method, opts] of Object.entries(attempts)) {
+        const xhr = new XMLHttpRequest();
+        report.calls++;
+        const key = `${who} ${method}`;
+        try {
+          await c[method]({ ...opts, request: { instance: xhr } });
+          fail(`${key}: resolved (HTTP ${xhr.status}), want a 401 rejection`);
+          report.refused[key] = { status: xhr.status };
+        } catch (e) {
+          report.refused[key] = { status: e.status, challenge: xhr.getResponseHeader('WWW-Authenticate') };
+          check(e.status === 401, `${key}: HTTP ${e.status}, want 401`);
+        }
+      }
+    }
+  } else {
+    fail('no instance to try without a token');
+  }
+
   // Errors the client must see: an unknown study is 404, not an empty 200.
   {
     const xhr = new XMLHttpRequest();
