@@ -1,6 +1,6 @@
 // Package imaging gives access to the frames of stored DICOM instances and
 // renders them to 8-bit images, for the DICOMweb WADO-RS /frames, /rendered
-// and /thumbnail resources (PS3.18 8.7 and 9.5).
+// and /thumbnail resources (PS3.18).
 //
 // [Open] reads a Part 10 file's header up to the Pixel Data element, never
 // the pixels, and locates the frames; [Image.Frame] then reads one frame

@@ -199,7 +199,7 @@ func (im *Image) DecodedFrame(i int) ([]byte, error) {
 	return nil, fmt.Errorf("imaging: %s: %w (%w)", im.TransferSyntax.Name, ErrCompressed, ErrUnsupported)
 }
 
-// Media types of frames (PS3.18 8.7.3.5.2, Table 8.7.3-5).
+// Media types of frames (PS3.18 8.7.3.5.2) and of renderings (PS3.18 8.7.4).
 const (
 	MediaOctetStream = "application/octet-stream"
 	MediaJPEG        = "image/jpeg"

@@ -137,8 +137,9 @@ type span struct{ start, end int64 }
 // Uncompressed pixel data: frame i (1-based) starts at bit
 // (i-1)×Rows×Columns×SamplesPerPixel×BitsAllocated of the value; with
 // BitsAllocated 1 frames are packed without padding and need not start on a
-// byte boundary (PS3.5 8.1.1). YBR_FULL_422 has two samples per pixel on
-// the wire (PS3.3 C.7.6.3.1.2). All frames must lie within the value.
+// byte boundary (PS3.5 8.1.1). Uncompressed YBR_FULL_422 has two samples
+// per pixel on the wire (PS3.3 C.7.6.3.1.2). All frames must lie within the
+// value.
 //
 // Encapsulated pixel data (PS3.5 A.4), in this order of preference:
 //  1. a non-empty Basic Offset Table with one ascending entry per frame,
@@ -157,6 +158,8 @@ type span struct{ start, end int64 }
 //
 // Video transfer syntaxes (MPEG-2, H.264, HEVC) hold one stream for all
 // frames: Open succeeds but Frame and Render fail with ErrUnsupported.
+// Deflated syntaxes (no random access) and unknown ones fail with
+// ErrUnsupported.
 func Open(r io.ReaderAt, size int64) (*Image, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("imaging: negative size: %w", ErrInvalid)

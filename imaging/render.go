@@ -46,8 +46,8 @@ type RenderOptions struct {
 }
 
 // Render renders frame i (1-based) as an 8-bit image, an *image.Gray for
-// grayscale and an *image.RGBA for colour, for WADO-RS /rendered and
-// /thumbnail (PS3.18 8.3.5.1):
+// grayscale and an *image.RGBA for colour, for the WADO-RS /rendered and
+// /thumbnail resources:
 //
 //   - MONOCHROME1 and MONOCHROME2, 1, 8, 16 or 32 bits allocated, signed or
 //     unsigned, stored bits masked and shifted per Bits Stored and High
