@@ -99,6 +99,9 @@ func (e *encoder) attrs(attrs map[string]string, extra []Attr, depth int) {
 		} else {
 			vr, one = dicom.LookupVR(t), strs[uint32(key)]
 		}
+		if t == dicom.TagSpecificCharacterSet {
+			vr = dicom.VRCS // its values are rewritten (see WriteDataset)
+		}
 		e.attrStart(first, t, vr)
 		first = false
 		k := kindOf(vr)

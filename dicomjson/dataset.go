@@ -230,6 +230,9 @@ func (e *encoder) element(first bool, ds *dicom.Dataset, el *dicom.Element, dept
 		e.byte('}')
 		return nil
 	}
+	if el.Tag == dicom.TagSpecificCharacterSet {
+		vr = dicom.VRCS // whatever the file said: its values are rewritten
+	}
 	e.attrStart(first, el.Tag, vr)
 	if len(el.Raw) > 0 {
 		if el.Tag == dicom.TagSpecificCharacterSet {

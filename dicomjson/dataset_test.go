@@ -191,7 +191,15 @@ func TestSpecificCharacterSet(t *testing.T) {
 			t.Errorf("%q: got %s, want %s", c.raw, got, want)
 		}
 	}
-	res := &dicom.ScanResult{Dataset: ds(nil, false, el(dicom.TagSpecificCharacterSet, "CS", ""))}
+	// Always CS, whatever the file said (found by FuzzWriteDataset).
+	res := &dicom.ScanResult{Dataset: ds(nil, false, el(dicom.TagSpecificCharacterSet, "PN", "ISO_IR 100"))}
+	if got := outOf(t, res, Options{}); got != `{"00080005":{"vr":"CS","Value":["ISO_IR 192"]}}` {
+		t.Errorf("PN: %s", got)
+	}
+	if got := attrsJSON(t, nil, Attr{Tag: dicom.TagSpecificCharacterSet, VR: "PN", Values: []string{"ISO_IR 100"}}); got != `{"00080005":{"vr":"CS","Value":["ISO_IR 192"]}}` {
+		t.Errorf("WriteAttrs PN: %s", got)
+	}
+	res = &dicom.ScanResult{Dataset: ds(nil, false, el(dicom.TagSpecificCharacterSet, "CS", ""))}
 	if got := outOf(t, res, Options{}); got != `{"00080005":{"vr":"CS"}}` {
 		t.Errorf("empty: %s", got)
 	}

@@ -191,7 +191,7 @@ type xel struct {
 	items [][]xel // for SQ
 }
 
-func encodeElements(t *testing.T, ts dicom.TransferSyntax, els []xel) []byte {
+func encodeElements(t testing.TB, ts dicom.TransferSyntax, els []xel) []byte {
 	t.Helper()
 	sort.SliceStable(els, func(i, j int) bool { return els[i].tag < els[j].tag })
 	var b bytes.Buffer
@@ -228,7 +228,7 @@ func encodeElements(t *testing.T, ts dicom.TransferSyntax, els []xel) []byte {
 	return b.Bytes()
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
