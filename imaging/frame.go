@@ -208,7 +208,8 @@ const (
 	MediaJPX         = "image/jpx"
 	MediaHTJ2K       = "image/jphc"
 	MediaJPEGXL      = "image/jxl"
-	MediaRLE         = "image/x-dicom-rle"
+	MediaRLE         = "image/dicom-rle" // IANA-registered; older DICOMweb texts said image/x-dicom-rle
+	MediaRLELegacy   = "image/x-dicom-rle"
 	MediaMPEG2       = "video/mpeg"
 	MediaMP4         = "video/mp4"
 	MediaH265        = "video/H265"
