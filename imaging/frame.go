@@ -83,8 +83,8 @@ func (im *Image) nativeFrame(i int) ([]byte, error) {
 		ahi = im.pixLen
 	}
 	buf := make([]byte, ahi-alo)
-	if _, err := im.r.ReadAt(buf, im.pixOff+alo); err != nil {
-		return nil, readErr(err)
+	if err := readFullAt(im.r, buf, im.pixOff+alo); err != nil {
+		return nil, err
 	}
 	switch unit {
 	case 2:
@@ -158,8 +158,8 @@ func (im *Image) compressedFrame(i int) ([]byte, error) {
 	buf := make([]byte, n)
 	pos := int64(0)
 	for _, f := range frags {
-		if _, err := im.r.ReadAt(buf[pos:pos+f.end-f.start], f.start); err != nil {
-			return nil, readErr(err)
+		if err := readFullAt(im.r, buf[pos:pos+f.end-f.start], f.start); err != nil {
+			return nil, err
 		}
 		pos += f.end - f.start
 	}

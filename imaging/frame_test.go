@@ -228,3 +228,35 @@ func TestRenderReadsOneFrame(t *testing.T) {
 		t.Errorf("Render read %d bytes, want one frame of %d", cr.read, want)
 	}
 }
+
+// eofReaderAt reports io.EOF with full reads that reach the end, as the
+// io.ReaderAt contract allows.
+type eofReaderAt struct{ b []byte }
+
+func (e eofReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := bytes.NewReader(e.b).ReadAt(p, off)
+	if err == nil && off+int64(n) == int64(len(e.b)) {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func TestReaderAtEOF(t *testing.T) {
+	for _, f := range []fixture{
+		{rows: 4, cols: 4, ba: 16, pixels: ramp(32, 1)},
+		{ts: dicom.ExplicitVRBigEndian, rows: 4, cols: 4, ba: 16, pixels: ramp(32, 1)},
+		{ts: dicom.RLELossless, rows: 2, cols: 2, ba: 8, fragments: [][]byte{rleFrame([][]byte{{1, 2, 3, 4}})}},
+	} {
+		b := f.build(t)
+		im, err := Open(eofReaderAt{b}, int64(len(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := im.DecodedFrame(1); err != nil {
+			t.Errorf("%s: DecodedFrame: %v", im.TransferSyntax.Name, err)
+		}
+		if _, err := im.Render(1, RenderOptions{}); err != nil {
+			t.Errorf("%s: Render: %v", im.TransferSyntax.Name, err)
+		}
+	}
+}

@@ -551,24 +551,34 @@ func (c *chunkReader) readAt(p []byte, off int64) error {
 	}
 	if off < c.off || off+int64(len(p)) > c.off+int64(len(c.buf)) {
 		if len(p) > chunkSize {
-			if _, err := c.r.ReadAt(p, off); err != nil {
-				return readErr(err)
-			}
-			return nil
+			return readFullAt(c.r, p, off)
 		}
 		n := min(int64(chunkSize), c.size-off)
 		if c.buf == nil {
 			c.buf = make([]byte, chunkSize)
 		}
 		c.buf = c.buf[:n]
-		if _, err := c.r.ReadAt(c.buf, off); err != nil {
+		if err := readFullAt(c.r, c.buf, off); err != nil {
 			c.buf = c.buf[:0]
-			return readErr(err)
+			return err
 		}
 		c.off = off
 	}
 	copy(p, c.buf[off-c.off:])
 	return nil
+}
+
+// readFullAt reads len(p) bytes at off; a ReaderAt may report io.EOF
+// along with a full read at the end of its data.
+func readFullAt(r io.ReaderAt, p []byte, off int64) error {
+	n, err := r.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	return readErr(err)
 }
 
 func readErr(err error) error {
