@@ -192,6 +192,10 @@ func checkModel(t testing.TB, js []byte) {
 								t.Fatalf("%s: PN group %q", k, g)
 							}
 						}
+					default:
+						if c := bytes.TrimSpace(v)[0]; c == '{' || c == '[' {
+							t.Fatalf("%s: %s value %s", k, vr, v)
+						}
 					}
 				}
 			default:
