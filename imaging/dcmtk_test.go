@@ -148,6 +148,10 @@ func TestRenderMatchesDCMTK(t *testing.T) {
 			pal[c][k] = uint16((k*(c+1)*37)%256) << 8
 		}
 	}
+	lutData := make([]uint16, 4096)
+	for k := range lutData {
+		lutData[k] = uint16(4095 / (1 + math.Exp(-float64(k-1100)/150)))
+	}
 	cases := []struct {
 		name  string
 		file  []byte
@@ -155,6 +159,8 @@ func TestRenderMatchesDCMTK(t *testing.T) {
 		opt   RenderOptions
 		dcmtk []string
 	}{
+		{"CT VOI LUT sequence", fixture{rows: rows, cols: cols, ba: 16, pr: 1, pixels: ct, slope: "1", intercept: "0",
+			voiLUT: &voiLUT{first: -1024, bits: 12, data: lutData}}.build(t), 1, RenderOptions{}, []string{"+Wl", "1"}},
 		{"CT signed 16-bit, window 40/400", fixture{rows: rows, cols: cols, ba: 16, pr: 1, pixels: ct, slope: "1", intercept: "0"}.build(t),
 			1, RenderOptions{WindowCenter: f64(40), WindowWidth: f64(400)}, []string{"+Ww", "40", "400"}},
 		{"CT signed 12-of-16 bits, rescale 2/-24, window 50/350", fixture{rows: rows, cols: cols, ba: 16, bs: 12, pr: 1, pixels: ct12, slope: "2", intercept: "-24"}.build(t),

@@ -26,7 +26,8 @@ type fixture struct {
 	eotLengths                          []uint64
 	palette                             [3][]uint16 // PALETTE COLOR LUTs (16-bit entries, first mapped 0)
 	noRows                              bool
-	pixelLengthOverride                 uint32 // a lying Pixel Data length
+	voiLUT                              *voiLUT // a VOI LUT Sequence item
+	pixelLengthOverride                 uint32  // a lying Pixel Data length
 }
 
 func (f fixture) build(t testing.TB) []byte {
@@ -130,6 +131,28 @@ func (f fixture) encode() ([]byte, error) {
 			return nil
 		},
 		func() error {
+			if f.voiLUT == nil {
+				return nil
+			}
+			var item bytes.Buffer
+			ie := dicom.NewEncoder(&item, ts)
+			d := make([]byte, 6)
+			order.PutUint16(d, uint16(len(f.voiLUT.data)))
+			order.PutUint16(d[2:], uint16(f.voiLUT.first))
+			order.PutUint16(d[4:], uint16(f.voiLUT.bits))
+			data := make([]byte, 2*len(f.voiLUT.data))
+			for k, v := range f.voiLUT.data {
+				order.PutUint16(data[2*k:], v)
+			}
+			if err := ie.WriteElement(tagLUTDescriptor, dicom.VRUS, d); err != nil {
+				return err
+			}
+			if err := ie.WriteElement(tagLUTData, dicom.VROW, data); err != nil {
+				return err
+			}
+			return e.WriteSequence(tagVOILUTSequence, [][]byte{item.Bytes()}, false)
+		},
+		func() error {
 			if f.eot == nil {
 				return nil
 			}
@@ -189,6 +212,12 @@ func (f fixture) encode() ([]byte, error) {
 	}
 	out.Write(ds.Bytes())
 	return out.Bytes(), nil
+}
+
+// voiLUT is a VOI LUT: data for inputs first, first+1, ..., of bits bits.
+type voiLUT struct {
+	first, bits int
+	data        []uint16
 }
 
 func str(e *dicom.Encoder, t dicom.Tag, vr dicom.VR, s string) error {

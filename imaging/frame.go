@@ -331,3 +331,60 @@ func parsePalette(ds *dicom.Dataset) *palette {
 	}
 	return p
 }
+
+// lut is a VOI LUT (PS3.3 C.11.2.1.1): entries for inputs first,
+// first+1, ..., with outputs in [0, 2^bits-1].
+type lut struct {
+	first int64
+	data  []uint16
+	max   float64
+}
+
+// parseLUT reads the LUT Descriptor and LUT Data of a VOI LUT Sequence
+// item; nil if they are missing or inconsistent. The first mapped value is
+// signed when the pixel data is.
+func parseLUT(ds *dicom.Dataset, signed bool) *lut {
+	var order binary.ByteOrder = binary.LittleEndian
+	if ds.BigEndian {
+		order = binary.BigEndian
+	}
+	d, ok := ds.Get(tagLUTDescriptor)
+	if !ok || len(d.Raw) < 6 {
+		return nil
+	}
+	e, ok := ds.Get(tagLUTData)
+	if !ok {
+		return nil
+	}
+	n := int(order.Uint16(d.Raw[0:]))
+	if n == 0 {
+		n = 1 << 16
+	}
+	first := int64(order.Uint16(d.Raw[2:]))
+	if signed || d.VR == dicom.VRSS {
+		first = int64(int16(first))
+	}
+	bits := int(order.Uint16(d.Raw[4:]))
+	if bits < 1 || bits > 16 {
+		return nil
+	}
+	l := &lut{first: first, data: make([]uint16, n), max: float64(int(1)<<bits - 1)}
+	switch {
+	case len(e.Raw) >= 2*n:
+		for k := range l.data {
+			l.data[k] = order.Uint16(e.Raw[2*k:])
+		}
+	case bits <= 8 && len(e.Raw) >= n:
+		for k := range l.data {
+			l.data[k] = uint16(e.Raw[k])
+		}
+	default:
+		return nil
+	}
+	for _, v := range l.data {
+		if float64(v) > l.max {
+			return nil
+		}
+	}
+	return l
+}

@@ -21,6 +21,7 @@ func FuzzOpen(f *testing.F) {
 		{rows: 2, cols: 2, ba: 8, spp: 3, photometric: "YBR_FULL_422", pixels: ramp(8, 3)},
 		{rows: 3, cols: 3, ba: 1, frames: 3, pixels: ramp(4, 4)},
 		{rows: 2, cols: 2, ba: 8, photometric: "PALETTE COLOR", pixels: ramp(4, 4), palette: [3][]uint16{{1, 2}, {3, 4}, {5, 6}}},
+		{rows: 2, cols: 2, ba: 16, pr: 1, pixels: ramp(8, 4), voiLUT: &voiLUT{first: -2, bits: 8, data: []uint16{0, 9, 200, 255}}},
 		{ts: dicom.JPEGBaseline8Bit, rows: 4, cols: 4, ba: 8, frames: 3, bot: []uint32{0, 18, 40},
 			fragments: [][]byte{jpegLike(10, 1), jpegLike(4, 2), ramp(2, 2), jpegLike(8, 3)}},
 		{ts: dicom.JPEGLSLossless, rows: 4, cols: 4, ba: 8, frames: 2, fragments: [][]byte{jpegLike(10, 1), ramp(4, 2), jpegLike(8, 3)}},

@@ -69,6 +69,9 @@ var (
 	tagRedData               = dicom.NewTag(0x0028, 0x1201)
 	tagGreenData             = dicom.NewTag(0x0028, 0x1202)
 	tagBlueData              = dicom.NewTag(0x0028, 0x1203)
+	tagVOILUTSequence        = dicom.NewTag(0x0028, 0x3010)
+	tagLUTDescriptor         = dicom.NewTag(0x0028, 0x3002)
+	tagLUTData               = dicom.NewTag(0x0028, 0x3006)
 	tagExtendedOffsetTable   = dicom.NewTag(0x7FE0, 0x0001)
 	tagExtendedOffsetLengths = dicom.NewTag(0x7FE0, 0x0002)
 )
@@ -77,7 +80,7 @@ var wantTags = dicom.WantTags(tagSamplesPerPixel, tagPhotometric, tagPlanarConfi
 	tagRows, tagColumns, tagBitsAllocated, tagBitsStored, tagHighBit, tagPixelRepresentation,
 	tagWindowCenter, tagWindowWidth, tagRescaleIntercept, tagRescaleSlope, tagVOILUTFunction,
 	tagRedDescriptor, tagGreenDescriptor, tagBlueDescriptor, tagRedData, tagGreenData, tagBlueData,
-	tagExtendedOffsetTable, tagExtendedOffsetLengths)
+	tagVOILUTSequence, tagLUTDescriptor, tagLUTData, tagExtendedOffsetTable, tagExtendedOffsetLengths)
 
 // Pixels describes an instance's Image Pixel module (PS3.3 C.7.6.3), the
 // Modality and VOI LUT attributes used for rendering, and the transfer
@@ -107,6 +110,7 @@ type Pixels struct {
 	FrameLength int64
 
 	palette *palette
+	voiLUT  *lut
 }
 
 // Image is an opened instance whose frames can be read and rendered. It
@@ -346,6 +350,9 @@ func (p *Pixels) parse(ds *dicom.Dataset, ts dicom.TransferSyntax) error {
 	p.VOILUTFunction = strings.ToUpper(strings.TrimSpace(p.VOILUTFunction))
 	if p.Photometric == "PALETTE COLOR" {
 		p.palette = parsePalette(ds)
+	}
+	if e, ok := ds.Get(tagVOILUTSequence); ok && len(e.Items) > 0 {
+		p.voiLUT = parseLUT(e.Items[0], p.PixelRepresentation == 1)
 	}
 	return nil
 }

@@ -53,7 +53,8 @@ type RenderOptions struct {
 //     unsigned, stored bits masked and shifted per Bits Stored and High
 //     Bit; the Modality LUT (Rescale Slope and Intercept) is applied, then
 //     the VOI window: the options', else the header's first Window Center
-//     and Width, else the frame's minimum and maximum mapped to 0 and 255.
+//     and Width, else the first VOI LUT Sequence item's LUT, else the
+//     frame's minimum and maximum mapped to 0 and 255.
 //     MONOCHROME1 is inverted so that the result displays as MONOCHROME2;
 //   - RGB, YBR_FULL and YBR_FULL_422 (uncompressed), 8 or 16 bits, either
 //     Planar Configuration; PALETTE COLOR with 8- or 16-bit LUT entries
@@ -64,8 +65,7 @@ type RenderOptions struct {
 //     Interpretation is RGB (as DCMTK does). RLE Lossless frames are decoded
 //     per PS3.5 Annex G. Other compressed frames fail with ErrCompressed.
 //
-// Modality LUT and VOI LUT sequences and presentation states are not
-// applied.
+// Modality LUT sequences and presentation states are not applied.
 func (im *Image) Render(i int, opt RenderOptions) (image.Image, error) {
 	if err := im.checkFrame(i); err != nil {
 		return nil, err
@@ -90,11 +90,12 @@ func (im *Image) Render(i int, opt RenderOptions) (image.Image, error) {
 	return Fit(img, opt.MaxWidth, opt.MaxHeight), nil
 }
 
-// window is a VOI window; auto means none was given (use min/max).
+// window is a VOI window or LUT; auto means none was given (use min/max).
 type window struct {
 	c, w float64
 	fn   string
 	auto bool
+	lut  *lut
 }
 
 func (im *Image) window(opt RenderOptions) (window, error) {
@@ -122,11 +123,19 @@ func (im *Image) window(opt RenderOptions) (window, error) {
 	if len(im.WindowCenter) > 0 && im.WindowWidth[0] > 0 && (fn != Linear || im.WindowWidth[0] >= 1) {
 		return window{c: im.WindowCenter[0], w: im.WindowWidth[0], fn: fn}, nil
 	}
+	if im.voiLUT != nil {
+		return window{lut: im.voiLUT}, nil
+	}
 	return window{fn: Linear, auto: true}, nil
 }
 
 // apply maps a modality value to [0, 255] (PS3.3 C.11.2.1.2).
 func (wd window) apply(x float64) float64 {
+	if l := wd.lut; l != nil {
+		i := math.Floor(x) - float64(l.first)
+		i = max(0, min(float64(len(l.data)-1), i))
+		return float64(l.data[int(i)]) * 255 / l.max
+	}
 	c, w := wd.c, wd.w
 	switch wd.fn {
 	case LinearExact:
