@@ -241,9 +241,13 @@ func TestDICOMwebClient(t *testing.T) {
 	for _, f := range fxB {
 		pathsB = append(pathsB, f.path)
 	}
-	if out, err := dcmtk(t, "storescu", append([]string{"-aet", "CT_INTEROP", "-aec", "RELAIS", h, p}, pathsA...)...); err != nil {
+	// Propose exactly the files' syntax: storescu sends their bytes as
+	// they are.
+	args := append(storescuProfile(t, "1.2.840.10008.1.2.1"), "-aet", "CT_INTEROP", "-aec", "RELAIS", h, p)
+	if out, err := dcmtk(t, "storescu", append(args, pathsA...)...); err != nil {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
+	assertStoredIdentical(t, data, pathsA)
 	byUID := map[string]fixture{}
 	for _, f := range append(append([]fixture{}, fxA...), fxB...) {
 		byUID[f.sop] = f
