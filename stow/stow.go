@@ -249,7 +249,11 @@ func checkContentType(ct string) (boundary, partType string, err error) {
 	default:
 		return "", "", &RequestError{HTTPStatus: http.StatusUnsupportedMediaType, Reason: fmt.Sprintf("media type %s is not supported; expected multipart/related; type=\"application/dicom\"", mt)}
 	}
-	partType = strings.ToLower(strings.TrimSpace(params["type"]))
+	partType = params["type"]
+	if i := strings.IndexByte(partType, ';'); i >= 0 {
+		partType = partType[:i] // type="application/dicom; transfer-syntax=…" (lenient)
+	}
+	partType = strings.ToLower(strings.TrimSpace(partType))
 	switch partType {
 	case "", "application/dicom":
 	case "application/dicom+json", "application/dicom+xml":

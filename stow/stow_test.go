@@ -509,6 +509,7 @@ func TestStoreRequestErrors(t *testing.T) {
 		{"xml metadata", `multipart/related; type="application/dicom+xml"; boundary=` + boundary, good, 415},
 		{"other type parameter", `multipart/related; type="image/jpeg"; boundary=` + boundary, good, 415},
 		{"no boundary", `multipart/related; type="application/dicom"`, good, 400},
+		{"no boundary, lenient type", `multipart/related; type="Application/DICOM; transfer-syntax=*"`, good, 400},
 		{"malformed parameters", `multipart/related; type="application/dicom"; boundary`, good, 400},
 		{"malformed media type", `/; x`, good, 400},
 		{"boundary too long", `multipart/related; type="application/dicom"; boundary=` + strings.Repeat("b", 71), good, 400},
@@ -616,5 +617,32 @@ func TestNegotiate(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("Negotiate(%q) = %q %v, want %q %v", tc.accept, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+func TestStoreContentTypeVariants(t *testing.T) {
+	ctx := context.Background()
+	p := newPipeline(t, t.TempDir(), memindex.New())
+	for _, tc := range []struct {
+		name, ct string
+		part     tpart
+		status   int
+	}{
+		{"type parameter missing, parts application/dicom", "multipart/related; boundary=" + boundary, tpart{}, 200},
+		{"type parameter missing, part without Content-Type", "multipart/related; boundary=" + boundary, tpart{hdr: []string{}}, 409},
+		{"type with parameters, upper case", `Multipart/Related; Type="Application/DICOM; transfer-syntax=*"; Boundary="` + boundary + `"`, tpart{}, 200},
+		{"part type upper case", contentType, tpart{hdr: []string{"content-type: Application/Dicom"}}, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := newCT(t, testdicom.UID(), nil)
+			tc.part.data = in.file
+			resp, err := Store(ctx, p, tc.ct, bytes.NewReader(multipartBody(tc.part)), Options{})
+			if err != nil || resp.HTTPStatus != tc.status {
+				t.Fatalf("resp %+v err %v, want %d", resp, err, tc.status)
+			}
+			if indexed(t, p, in.c.SOPUID) != (tc.status == 200) {
+				t.Errorf("indexed %v", !(tc.status == 200))
+			}
+		})
 	}
 }
