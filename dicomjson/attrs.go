@@ -111,7 +111,7 @@ func (e *encoder) attrs(attrs map[string]string, extra []Attr, depth int) {
 		case k == kindBulk:
 			// no usable string form
 		case t == dicom.TagSpecificCharacterSet:
-			e.charsetValue(nil, &dicom.Element{Tag: t, VR: vr, Raw: e.joinValues(one, vals, isExtra)})
+			e.charsetValue(&dicom.Element{Tag: t, VR: vr, Raw: e.joinValues(one, vals, isExtra)})
 		default:
 			e.textValues(k, e.joinValues(one, vals, isExtra))
 		}

@@ -236,7 +236,7 @@ func (e *encoder) element(first bool, ds *dicom.Dataset, el *dicom.Element, dept
 	e.attrStart(first, el.Tag, vr)
 	if len(el.Raw) > 0 {
 		if el.Tag == dicom.TagSpecificCharacterSet {
-			e.charsetValue(ds, el)
+			e.charsetValue(el)
 		} else {
 			e.values(ds, el, vr)
 		}
@@ -247,7 +247,7 @@ func (e *encoder) element(first bool, ds *dicom.Dataset, el *dicom.Element, dept
 
 // charsetValue writes the value of Specific Character Set (see
 // WriteDataset).
-func (e *encoder) charsetValue(ds *dicom.Dataset, el *dicom.Element) {
+func (e *encoder) charsetValue(el *dicom.Element) {
 	for rest, more := el.Raw, true; more; {
 		var v []byte
 		v, rest, more = nextValue(rest, true)

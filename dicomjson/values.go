@@ -17,7 +17,7 @@ const (
 	kindPN                   // Person Name objects
 	kindDS                   // decimal string as JSON numbers
 	kindIS                   // integer string as JSON numbers
-	kindBinNum               // binary numbers (US, SS, UL, SL, UV, SV, FL, FD)
+	kindBinNum               // binary numbers (US, SS, UL, SL, FL, FD)
 	kindAT                   // attribute tags
 	kindBulk                 // OB, OW, OD, OF, OL, OV, UN: InlineBinary
 	kindSQ                   // sequence
