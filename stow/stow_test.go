@@ -646,3 +646,55 @@ func TestStoreContentTypeVariants(t *testing.T) {
 		})
 	}
 }
+
+// TestStudyMismatchLeavesNothing: an instance of another study than the
+// target is in no store: not in the blobs, not in the index, not routed,
+// and not in the journal (a recovery into an empty index finds nothing).
+func TestStudyMismatchLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	p := newPipeline(t, dir, openIndex(t, "badgerindex", dir))
+	routed := 0
+	p.Events = func(*ingest.Result) { routed++ }
+	target := testdicom.UID()
+	good := newCT(t, target, nil)
+	var parts []tpart
+	var others []instance
+	for range 3 {
+		o := newCT(t, testdicom.UID(), nil)
+		others = append(others, o)
+		parts = append(parts, dcm(o.file))
+	}
+	parts = append(parts, dcm(good.file))
+	resp, err := Store(ctx, p, contentType, bytes.NewReader(multipartBody(parts...)), Options{StudyInstanceUID: target, RetrieveURL: retrieveURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.HTTPStatus != 202 || resp.Stored != 1 || len(resp.FailedSOPs) != 3 || resp.RetrieveURL != retrieveURL(target, "", "") {
+		t.Fatalf("resp %+v", resp)
+	}
+	for _, f := range resp.FailedSOPs {
+		if f.FailureReason != FailureStudyMismatch || !strings.Contains(f.Reason, "study") {
+			t.Errorf("failure %+v", f)
+		}
+	}
+	if routed != 1 || blobCount(t, p) != 1 {
+		t.Errorf("routed %d, %d blobs", routed, blobCount(t, p))
+	}
+	for _, o := range others {
+		if indexed(t, p, o.c.SOPUID) {
+			t.Errorf("%s indexed", o.c.SOPUID)
+		}
+		if _, err := p.Index.GetStudy(ctx, o.c.StudyUID); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("study %s: %v", o.c.StudyUID, err)
+		}
+	}
+	fresh := memindex.New()
+	rp := &ingest.Pipeline{Blobs: p.Blobs, Index: fresh, Journal: p.Journal, Limits: dicom.DefaultLimits()}
+	if replayed, _, err := rp.Recover(ctx); err != nil || replayed != 1 {
+		t.Fatalf("recover: %d replayed, err %v", replayed, err)
+	}
+	if st, _ := fresh.Stats(ctx); st.Instances != 1 || !indexed(t, rp, good.c.SOPUID) {
+		t.Errorf("journal replays %d instances", st.Instances)
+	}
+}
