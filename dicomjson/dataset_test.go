@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/relais-health/relais/dicom"
+	"github.com/relais-health/relais/internal/testdicom"
 )
 
 func ds(cs []string, be bool, els ...*dicom.Element) *dicom.Dataset {
@@ -365,5 +368,52 @@ func TestLargeDatasetChunked(t *testing.T) {
 	m := decode(t, b.Bytes()).(map[string]any)
 	if len(m) != 5000 {
 		t.Fatalf("%d attributes", len(m))
+	}
+}
+
+// TestConcurrent: pooled encoders do not mix outputs.
+func TestConcurrent(t *testing.T) {
+	var files [][]byte
+	var want [][]byte
+	for i, cs := range []string{"", "ISO_IR 192", "ISO_IR 100"} {
+		ct := testdicom.CT{Charset: cs, PatientName: strings.Repeat("N", i+1), PatientID: "P", StudyUID: "1.2", SeriesUID: "1.2.3",
+			SOPUID: "1.2.3.4", Instance: i, Rows: 2, Columns: 2,
+			ProcedureCodes: []testdicom.Code{{Value: "C", Scheme: "S", Meaning: strings.Repeat("M", 100*i)}}}
+		f, err := ct.File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+		want = append(want, writeJSON(t, scanFile(t, f, dicom.ScanOptions{Want: dicom.WantAll}), Options{}))
+	}
+	results := make([]*dicom.ScanResult, len(files))
+	for i, f := range files {
+		results[i] = scanFile(t, f, dicom.ScanOptions{Want: dicom.WantAll})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for n := 0; n < 50; n++ {
+				i := (g + n) % len(files)
+				var b bytes.Buffer
+				if err := WriteDataset(&b, results[i], Options{}); err != nil || !bytes.Equal(b.Bytes(), want[i]) {
+					errs <- fmt.Sprintf("goroutine %d: output %d differs (%v)", g, i, err)
+					return
+				}
+				b.Reset()
+				if err := WriteAttrs(&b, map[string]string{"00100010": "A^B", "00101002": `[{"00100020":"X"}]`}); err != nil {
+					errs <- err.Error()
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
