@@ -39,10 +39,13 @@ type RenderOptions struct {
 	// Function is the VOI LUT function: LINEAR, LINEAR_EXACT or SIGMOID;
 	// empty means the header's VOI LUT Function, else LINEAR.
 	Function string
-	// MaxWidth and MaxHeight, when positive, scale the image down (never
-	// up) to fit, keeping its aspect ratio, with an area-averaging (box)
-	// filter: /thumbnail and the DICOMweb viewport parameter.
+	// MaxWidth and MaxHeight, when positive, scale the image down to fit,
+	// keeping its aspect ratio, with an area-averaging (box) filter:
+	// /thumbnail and the DICOMweb viewport parameter.
 	MaxWidth, MaxHeight int
+	// Upscale also scales images smaller than MaxWidth×MaxHeight up to fit
+	// (bilinear); MaxWidth×MaxHeight must then be within MaxPixels.
+	Upscale bool
 }
 
 // Render renders frame i (1-based) as an 8-bit image, an *image.Gray for
@@ -74,6 +77,18 @@ func (im *Image) Render(i int, opt RenderOptions) (image.Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opt.Upscale {
+		w, h := int64(max(opt.MaxWidth, 1)), int64(max(opt.MaxHeight, 1))
+		if opt.MaxWidth <= 0 {
+			w = h * int64(im.Columns) / int64(im.Rows)
+		}
+		if opt.MaxHeight <= 0 {
+			h = w * int64(im.Rows) / int64(im.Columns)
+		}
+		if opt.MaxWidth > math.MaxUint16*4 || opt.MaxHeight > math.MaxUint16*4 || w*h > MaxPixels {
+			return nil, fmt.Errorf("imaging: upscaling to %d×%d: %w", opt.MaxWidth, opt.MaxHeight, ErrOption)
+		}
+	}
 	var img image.Image
 	if im.TransferSyntax.UID == dicom.JPEGBaseline8Bit {
 		img, err = im.renderJPEG(i, win)
@@ -87,7 +102,7 @@ func (im *Image) Render(i int, opt RenderOptions) (image.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Fit(img, opt.MaxWidth, opt.MaxHeight), nil
+	return Scale(img, opt.MaxWidth, opt.MaxHeight, opt.Upscale), nil
 }
 
 // window is a VOI window or LUT; auto means none was given (use min/max).
@@ -452,19 +467,26 @@ func paletteFrame(data []byte, p *Pixels) (*image.RGBA, error) {
 // they are. *image.Gray stays *image.Gray; anything else becomes
 // *image.RGBA.
 func Fit(img image.Image, maxWidth, maxHeight int) image.Image {
+	return Scale(img, maxWidth, maxHeight, false)
+}
+
+// Scale is Fit that also scales up, with bilinear interpolation, when
+// upscale is set and the image is smaller than the bounds. The caller
+// bounds maxWidth×maxHeight (Render refuses more than MaxPixels).
+func Scale(img image.Image, maxWidth, maxHeight int, upscale bool) image.Image {
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
-	if w <= 0 || h <= 0 {
+	if w <= 0 || h <= 0 || (maxWidth <= 0 && maxHeight <= 0) {
 		return img
 	}
-	s := 1.0
+	s := math.Inf(1)
 	if maxWidth > 0 {
 		s = min(s, float64(maxWidth)/float64(w))
 	}
 	if maxHeight > 0 {
 		s = min(s, float64(maxHeight)/float64(h))
 	}
-	if s >= 1 {
+	if s == 1 || (s > 1 && !upscale) {
 		return img
 	}
 	dw := max(1, int(math.Round(float64(w)*s)))
@@ -495,11 +517,28 @@ func Fit(img image.Image, maxWidth, maxHeight int) image.Image {
 }
 
 // boxWeights gives, for each of dst output positions, the first source
-// index and the weights of the source samples it covers (area averaging).
+// index and the weights of the source samples it covers: area averaging
+// when shrinking, bilinear interpolation when enlarging.
 func boxWeights(src, dst int) (starts []int, weights [][]float32) {
 	scale := float64(src) / float64(dst)
 	starts = make([]int, dst)
 	weights = make([][]float32, dst)
+	if dst > src {
+		for x := range dst {
+			c := (float64(x)+0.5)*scale - 0.5 // source coordinate of the centre
+			i0 := int(math.Floor(c))
+			f := float32(c - float64(i0))
+			switch {
+			case i0 < 0:
+				starts[x], weights[x] = 0, []float32{1}
+			case i0 >= src-1:
+				starts[x], weights[x] = src-1, []float32{1}
+			default:
+				starts[x], weights[x] = i0, []float32{1 - f, f}
+			}
+		}
+		return starts, weights
+	}
 	for x := range dst {
 		a, b := float64(x)*scale, float64(x+1)*scale
 		i0, i1 := int(math.Floor(a)), min(src, int(math.Ceil(b)))

@@ -207,6 +207,24 @@ func TestFit(t *testing.T) {
 	if p := rgbaPix(t, Fit(rgba, 2, 2)); len(p) != 16 || p[0] != 90 {
 		t.Errorf("RGBA fit: %v", p)
 	}
+	// Upscaling: bilinear, constant stays constant, a ramp stays monotonic.
+	small := image.NewGray(image.Rect(0, 0, 4, 2))
+	copy(small.Pix, []uint8{0, 80, 160, 240, 0, 80, 160, 240})
+	if Scale(small, 16, 16, false) != image.Image(small) {
+		t.Error("Scale without upscale enlarged")
+	}
+	up := grayPix(t, Scale(small, 16, 16, true))
+	if len(up) != 16*8 {
+		t.Fatalf("upscaled to %d pixels", len(up))
+	}
+	for x := 1; x < 16; x++ {
+		if up[x] < up[x-1] || up[x] != up[16+x] {
+			t.Fatalf("upscaled row %v", up[:16])
+		}
+	}
+	if up[0] != 0 || up[15] != 240 {
+		t.Errorf("upscaled edges %d, %d", up[0], up[15])
+	}
 	// Through Render: /thumbnail of a CT.
 	im := openBytes(t, fixture{rows: 96, cols: 128, ba: 16, pr: 1, pixels: ctPixels(96, 128, 16, false), wc: "40", ww: "400"}.build(t))
 	th, err := im.Render(1, RenderOptions{MaxWidth: 64, MaxHeight: 64})
@@ -215,6 +233,16 @@ func TestFit(t *testing.T) {
 	}
 	if b := th.Bounds(); b.Dx() != 64 || b.Dy() != 48 {
 		t.Errorf("thumbnail %v", b)
+	}
+	big, err := im.Render(1, RenderOptions{MaxWidth: 256, MaxHeight: 256, Upscale: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := big.Bounds(); b.Dx() != 256 || b.Dy() != 192 {
+		t.Errorf("viewport %v", b)
+	}
+	if _, err := im.Render(1, RenderOptions{MaxWidth: 60000, MaxHeight: 60000, Upscale: true}); !errors.Is(err, ErrOption) {
+		t.Errorf("huge viewport: %v", err)
 	}
 }
 
