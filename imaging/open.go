@@ -182,8 +182,8 @@ func Open(r io.ReaderAt, size int64) (*Image, error) {
 	}
 	lim := dicom.DefaultLimits()
 	lim.MaxDatasetSize = size
-	// Small reads: the scanner's buffer would otherwise read 64 KiB of
-	// pixels past the header.
+	// Small first reads: the scanner's buffer would otherwise read its size
+	// of pixels past the header.
 	hdr := &smallReads{r: io.NewSectionReader(r, metaLen, size-metaLen)}
 	res, err := dicom.ScanWith(hdr, ts, lim,
 		dicom.ScanOptions{Want: wantTags, StopAtPixelData: true})
@@ -529,15 +529,24 @@ func walk(cr *chunkReader, start, end int64, max int, fn func(hdrOff, off, lengt
 	}
 }
 
-// smallReads caps each Read at headerRead bytes.
-type smallReads struct{ r io.Reader }
+// smallReads caps the first Read at headerRead bytes and doubles the cap
+// with each Read: a typical header costs one small read, and a header with
+// large values to skip still few reads.
+type smallReads struct {
+	r   io.Reader
+	cap int
+}
 
 const headerRead = 8 << 10
 
 func (s *smallReads) Read(p []byte) (int, error) {
-	if len(p) > headerRead {
-		p = p[:headerRead]
+	if s.cap == 0 {
+		s.cap = headerRead
 	}
+	if len(p) > s.cap {
+		p = p[:s.cap]
+	}
+	s.cap = min(2*s.cap, 1<<30)
 	return s.r.Read(p)
 }
 
