@@ -260,3 +260,29 @@ func TestReaderAtEOF(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenReadsLittleOfEncapsulated checks that locating the frames of an
+// encapsulated multi-frame instance without offset table reads the
+// fragment headers, not the fragments.
+func TestOpenReadsLittleOfEncapsulated(t *testing.T) {
+	var frags [][]byte
+	for i := range 20 {
+		frags = append(frags, jpegLike(100<<10, i))
+	}
+	b := fixture{ts: dicom.JPEGBaseline8Bit, rows: 512, cols: 512, ba: 8, frames: 20, fragments: frags}.build(t)
+	cr := &countingReaderAt{r: bytes.NewReader(b)}
+	im, err := Open(cr, int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cr.read > 21*chunkSize+32<<10 {
+		t.Errorf("Open read %d bytes of %d", cr.read, len(b))
+	}
+	cr.read = 0
+	if got := readFrame(t, im, 7); !bytes.Equal(got, frags[6]) {
+		t.Error("frame 7 differs")
+	}
+	if cr.read > 100<<10+chunkSize {
+		t.Errorf("Frame(7) read %d bytes", cr.read)
+	}
+}
