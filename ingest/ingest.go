@@ -387,7 +387,7 @@ func (p *Pipeline) commit(ctx context.Context, bw storage.BlobWriter, inst *stor
 		return 0, &Error{Status: StatusProcessingFailure, Cause: "internal", Err: err}
 	}
 	ev := &journal.Event{
-		Kind: kind, AE: inst.Source.CallingAE, CalledAE: inst.Source.CalledAE, Addr: inst.Source.RemoteAddr,
+		Kind: kind, AE: inst.Source.CallingAE, CalledAE: inst.Source.CalledAE, Addr: inst.Source.RemoteAddr, User: inst.Source.User,
 		Association: inst.Source.Association, StudyUID: inst.StudyInstanceUID, SeriesUID: inst.SeriesInstanceUID,
 		SOPInstanceUID: inst.SOPInstanceUID, Data: data,
 	}
@@ -438,6 +438,7 @@ func (p *Pipeline) duplicate(ctx context.Context, rq *Request, ts dicom.Transfer
 	ev := &journal.Event{Kind: "instance.duplicate", StudyUID: prev.StudyInstanceUID, SeriesUID: prev.SeriesInstanceUID, SOPInstanceUID: prev.SOPInstanceUID}
 	if rq != nil {
 		ev.AE, ev.CalledAE, ev.Addr, ev.Association = rq.Source.CallingAE, rq.Source.CalledAE, rq.Source.RemoteAddr, rq.Source.Association
+		ev.User = rq.Source.User
 	}
 	if identical {
 		ev.Reason = "identical bytes; kept the stored instance"
@@ -563,7 +564,7 @@ func (p *Pipeline) journalRefusal(rq *Request, ie *Error) {
 	}
 	p.Journal.AppendAsync(&journal.Event{
 		Kind: "instance.refused", AE: rq.Source.CallingAE, CalledAE: rq.Source.CalledAE, Addr: rq.Source.RemoteAddr,
-		Association: rq.Source.Association, SOPInstanceUID: rq.SOPInstanceUID,
+		User: rq.Source.User, Association: rq.Source.Association, SOPInstanceUID: rq.SOPInstanceUID,
 		Status: fmt.Sprintf("%04X", ie.Status), Reason: ie.Cause + ": " + ie.Err.Error(),
 	})
 	p.logger().Warn("instance refused", "sop", rq.SOPInstanceUID, "calling_ae", rq.Source.CallingAE,
