@@ -18,7 +18,9 @@ type Filter struct {
 	// "association.accepted", "association.released", ...
 	Kinds []string
 	// AE matches the calling (Event.AE) or the called AE title.
-	AE             string
+	AE string
+	// User matches the authenticated user of HTTP events (Event.User).
+	User           string
 	StudyUID       string
 	SOPInstanceUID string
 	// Limit stops after that many matching events (0: no limit).
@@ -54,6 +56,9 @@ func (f *Filter) match(ev *Event) bool {
 	if f.AE != "" && ev.AE != f.AE && ev.CalledAE != f.AE {
 		return false
 	}
+	if f.User != "" && ev.User != f.User {
+		return false
+	}
 	if f.StudyUID != "" && ev.StudyUID != f.StudyUID {
 		return false
 	}
@@ -72,6 +77,9 @@ func (f *Filter) quickReject(line []byte) bool {
 		return true
 	}
 	if f.AE != "" && !bytes.Contains(line, []byte(f.AE)) {
+		return true
+	}
+	if f.User != "" && !bytes.Contains(line, []byte(f.User)) {
 		return true
 	}
 	return false

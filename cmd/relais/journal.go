@@ -15,7 +15,7 @@ import (
 )
 
 func journalCmd() *cobra.Command {
-	var dataDir, since, until, ae, study, sop string
+	var dataDir, since, until, ae, user, study, sop string
 	var kinds []string
 	var limit int
 	var asJSON, reverse bool
@@ -30,7 +30,7 @@ back from now (90m, 24h).`,
   relais journal --study 1.2.3 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f := journal.Filter{Kinds: kinds, AE: ae, StudyUID: study, SOPInstanceUID: sop, Limit: limit, Reverse: reverse}
+			f := journal.Filter{Kinds: kinds, AE: ae, User: user, StudyUID: study, SOPInstanceUID: sop, Limit: limit, Reverse: reverse}
 			var err error
 			if f.Since, err = parseWhen(since); err != nil {
 				return fmt.Errorf("--since: %w", err)
@@ -45,7 +45,7 @@ back from now (90m, 24h).`,
 			enc := json.NewEncoder(os.Stdout)
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			if !asJSON {
-				fmt.Fprintln(tw, "SEQ\tTIME\tKIND\tAE\tADDR\tSTUDY/SOP\tSTATUS\tREASON")
+				fmt.Fprintln(tw, "SEQ\tTIME\tKIND\tAE/USER\tADDR\tSTUDY/SOP\tSTATUS\tREASON")
 			}
 			n := 0
 			err = journal.Query(cmd.Context(), dir, f, func(ev *journal.Event) error {
@@ -53,12 +53,16 @@ back from now (90m, 24h).`,
 				if asJSON {
 					return enc.Encode(ev)
 				}
+				who := ev.AE
+				if ev.User != "" {
+					who = strings.TrimPrefix(who+" user:"+ev.User, " ")
+				}
 				obj := ev.SOPInstanceUID
 				if obj == "" {
 					obj = ev.StudyUID
 				}
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.Seq, ev.Time.Local().Format("2006-01-02 15:04:05.000"),
-					ev.Kind, ev.AE, ev.Addr, obj, ev.Status, oneLine(ev.Reason))
+					ev.Kind, who, ev.Addr, obj, ev.Status, oneLine(ev.Reason))
 				return nil
 			})
 			if !asJSON {
@@ -74,6 +78,7 @@ back from now (90m, 24h).`,
 	fl.StringVar(&until, "until", "", "only events before this time")
 	fl.StringSliceVar(&kinds, "kind", nil, "event kinds or prefixes (association, instance.stored, ...)")
 	fl.StringVar(&ae, "ae", "", "calling AE title")
+	fl.StringVar(&user, "user", "", "authenticated user of HTTP requests (DICOMweb)")
 	fl.StringVar(&study, "study", "", "Study Instance UID")
 	fl.StringVar(&sop, "sop", "", "SOP Instance UID")
 	fl.IntVar(&limit, "limit", 0, "at most this many events (0: all)")
