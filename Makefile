@@ -24,6 +24,12 @@ fuzz:
 	$(GO) test ./query -run '^$$' -fuzz '^FuzzWildcard$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./query -run '^$$' -fuzz '^FuzzIdentifier$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./retrieve -run '^$$' -fuzz '^FuzzParseIdentifier$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dicomjson -run '^$$' -fuzz '^FuzzWriteDataset$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dicomjson -run '^$$' -fuzz '^FuzzWriteAttrs$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./imaging -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./imaging -run '^$$' -fuzz '^FuzzPixels$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./stow -run '^$$' -fuzz '^FuzzStore$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dicomweb -run '^$$' -fuzz '^FuzzRequestParsing$$' -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) run ./bench/storebench -n 500 -runs 3
