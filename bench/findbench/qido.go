@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -93,12 +94,27 @@ func runQIDO(ix storage.Index, studies, n, clients int, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv.Handler()}
+	// The time spent in the handler, per kind (the client sets X-Kind):
+	// the client's latency minus connection queueing and the HTTP client.
+	kinds := qidoKinds(studies)
+	h := srv.Handler()
+	var hmu sync.Mutex
+	handlerLat := make([][]time.Duration, len(kinds))
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := time.Now()
+		h.ServeHTTP(w, r)
+		d := time.Since(t)
+		var k int
+		if _, err := fmt.Sscan(r.Header.Get("X-Kind"), &k); err == nil && k >= 0 && k < len(kinds) {
+			hmu.Lock()
+			handlerLat[k] = append(handlerLat[k], d)
+			hmu.Unlock()
+		}
+	})}
 	go hs.Serve(l)
 	defer hs.Shutdown(context.Background())
 	base := "http://" + l.Addr().String() + dicomweb.DefaultBasePath + "/studies?"
 
-	kinds := qidoKinds(studies)
 	r := rand.New(rand.NewPCG(2024, 11))
 	var reqs []qidoReq
 	for k, kd := range kinds {
@@ -112,10 +128,11 @@ func runQIDO(ix storage.Index, studies, n, clients int, log *slog.Logger) error 
 		Proxy: nil, MaxIdleConns: clients, MaxIdleConnsPerHost: clients, DisableCompression: true}}
 	// Warm-up: one request of each kind (connections, first Badger reads).
 	for _, kd := range kinds {
-		if _, err := qidoGet(client, base+kd.gen(r)); err != nil {
+		if _, err := qidoGet(client, base+kd.gen(r), -1); err != nil {
 			return err
 		}
 	}
+	loadBefore := loadAvg()
 	ch := make(chan qidoReq)
 	out := make(chan qidoRes, len(reqs))
 	var wg sync.WaitGroup
@@ -126,7 +143,7 @@ func runQIDO(ix storage.Index, studies, n, clients int, log *slog.Logger) error 
 			defer wg.Done()
 			for q := range ch {
 				s := time.Now()
-				rows, err := qidoGet(client, q.path)
+				rows, err := qidoGet(client, q.path, q.kind)
 				out <- qidoRes{q.kind, time.Since(s), rows, err}
 			}
 		}()
@@ -152,34 +169,54 @@ func runQIDO(ix storage.Index, studies, n, clients int, log *slog.Logger) error 
 	}
 	fmt.Printf("\nQIDO-RS over HTTP (dicomweb.Server on loopback, %d concurrent clients, %d requests of each kind interleaved, GOMAXPROCS %d, %s in %s = %.0f requests/s):\n\n",
 		clients, n, runtime.GOMAXPROCS(0), fmt.Sprint(len(reqs)), wall.Round(time.Millisecond), float64(len(reqs))/wall.Seconds())
-	fmt.Println("| QIDO-RS /studies? | requests | p50 ms | p90 ms | p99 ms | max ms | mean rows |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| QIDO-RS /studies? | requests | p50 ms | p90 ms | p99 ms | max ms | handler p50 / p99 ms | mean rows |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
+	var allH []time.Duration
 	for k, kd := range kinds {
-		line(kd.name, lat[k], float64(rows[k])/float64(len(lat[k])))
+		line(kd.name, lat[k], handlerLat[k], float64(rows[k])/float64(len(lat[k])))
+		allH = append(allH, handlerLat[k]...)
 	}
 	total := 0
 	for _, n := range rows {
 		total += n
 	}
-	line("**all kinds**", all, float64(total)/float64(len(all)))
+	line("**all kinds**", all, allH, float64(total)/float64(len(all)))
+	fmt.Printf("\nload average before / after: %s / %s\n", loadBefore, loadAvg())
 	return nil
 }
 
-func line(name string, d []time.Duration, rows float64) {
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	q := func(p float64) string {
+// loadAvg is the first three fields of /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func line(name string, d, h []time.Duration, rows float64) {
+	q := func(d []time.Duration, p float64) string {
+		if len(d) == 0 {
+			return "-"
+		}
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 		i := int(p*float64(len(d))+0.999999) - 1
 		return fmt.Sprintf("%.2f", float64(d[min(max(i, 0), len(d)-1)].Microseconds())/1000)
 	}
-	fmt.Printf("| %s | %d | %s | %s | %s | %s | %.1f |\n", name, len(d), q(0.5), q(0.9), q(0.99), q(1), rows)
+	fmt.Printf("| %s | %d | %s | %s | %s | %s | %s / %s | %.1f |\n", name, len(d), q(d, 0.5), q(d, 0.9), q(d, 0.99), q(d, 1), q(h, 0.5), q(h, 0.99), rows)
 }
 
 var studyUIDAttr = []byte(`"0020000D"`)
 
 // qidoGet sends one QIDO-RS request, reads the whole answer and counts the
 // studies in it (no JSON decoding).
-func qidoGet(c *http.Client, u string) (int, error) {
+func qidoGet(c *http.Client, u string, kind int) (int, error) {
 	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("X-Kind", fmt.Sprint(kind))
 	req.Header.Set("Accept", "application/dicom+json")
 	resp, err := c.Do(req)
 	if err != nil {

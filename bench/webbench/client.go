@@ -7,11 +7,16 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"image"
+	_ "image/jpeg"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -76,6 +81,14 @@ type result struct {
 	encoding string
 	status   int
 	ctype    string
+	client   time.Duration // CPU time of this process (the client) during the request
+}
+
+// selfCPU is the user+system CPU time of this process.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // do sends one request and reads the whole body, counting multipart parts
@@ -88,7 +101,7 @@ func do(s *server, k kind, st *study) (result, error) {
 	for h, v := range k.hdr {
 		req.Header.Set(h, v)
 	}
-	t0 := time.Now()
+	c0, t0 := selfCPU(), time.Now()
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return result{}, err
@@ -103,6 +116,7 @@ func do(s *server, k kind, st *study) (result, error) {
 	r.bytes, err = io.Copy(w, resp.Body)
 	resp.Body.Close()
 	r.dur = time.Since(t0)
+	r.client = selfCPU() - c0
 	if pc != nil {
 		r.parts = pc.parts()
 	}
@@ -240,6 +254,7 @@ type metadataCheck struct {
 	wire     int64
 	json     int64
 	encoding string
+	tags     map[string]int // attributes of the first object and their JSON size
 }
 
 func checkMetadata(s *server, st *study, gz bool) (*metadataCheck, error) {
@@ -277,6 +292,12 @@ func checkMetadata(s *server, st *study, gz bool) (*metadataCheck, error) {
 		return nil, fmt.Errorf("metadata JSON: %v", err)
 	}
 	c.objects = len(arr)
+	if len(arr) > 0 {
+		c.tags = map[string]int{}
+		for t, v := range arr[0] {
+			c.tags[t] = len(v)
+		}
+	}
 	for _, o := range arr {
 		if _, ok := o["00080018"]; ok {
 			c.withSOP++
@@ -315,4 +336,27 @@ func countStudyInstances(s *server, st *study) (int, error) {
 		return n, err
 	}
 	return 0, fmt.Errorf("NumberOfStudyRelatedInstances: %v", arr[0]["00201208"].Value[0])
+}
+
+// checkRendered saves the /rendered JPEG of the instance in work and
+// describes it (size, dimensions).
+func checkRendered(s *server, st *study, work string) string {
+	req, _ := http.NewRequest(http.MethodGet, s.base+"/studies/"+st.study+"/series/"+st.series+"/instances/"+st.sop+"/rendered", nil)
+	req.Header.Set("Accept", "image/jpeg")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Sprintf("%s rendered: %v", s.name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Sprintf("%s rendered: HTTP %d %v", s.name, resp.StatusCode, err)
+	}
+	p := filepath.Join(work, "rendered-"+s.name+".jpg")
+	_ = os.WriteFile(p, b, 0o644)
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		return fmt.Sprintf("%s rendered: %d bytes, %s, not decodable: %v", s.name, len(b), resp.Header.Get("Content-Type"), err)
+	}
+	return fmt.Sprintf("%s rendered: %d bytes %s %dx%d (%s)", s.name, len(b), format, cfg.Width, cfg.Height, p)
 }

@@ -174,7 +174,7 @@ func run(c *config) error {
 		logf("loaded %s in %s", s.name, time.Since(t0).Round(time.Millisecond))
 	}
 
-	checks, err := verify(servers, st)
+	checks, err := verify(servers, st, work)
 	if err != nil {
 		return err
 	}
@@ -205,7 +205,7 @@ func run(c *config) error {
 
 	rep := &report{study: st, servers: servers, kinds: ks, unsupported: unsupported, checks: checks,
 		warmRSS: map[cellKey]int64{}, warmCPU: map[cellKey]time.Duration{},
-		cold: map[cellKey][]sample{}, warm: map[cellKey][]sample{}, coldRuns: c.coldRuns, runs: c.runs}
+		cold: map[cellKey][]sample{}, warm: map[cellKey][]sample{}, coldRuns: c.coldRuns, runs: c.runs, loadBefore: loadAvg()}
 
 	// Cold: the first request after a restart, with the page cache of every
 	// file of that server (storage and index) dropped.
@@ -218,13 +218,19 @@ func run(c *config) error {
 				if unsupported[k.name][s.name] != "" {
 					continue
 				}
+				t0 := time.Now()
 				s.stop()
+				t1 := time.Now()
 				if _, err := evict(s.dir); err != nil {
 					return fmt.Errorf("evict %s: %v", s.dir, err)
 				}
 				left := cachedBytes(s.dir)
+				t2 := time.Now()
 				if err := s.start(60 * time.Second); err != nil {
 					return err
+				}
+				if c.verbose {
+					logf("restart %s: stop %s, evict %s, start %s", s.name, t1.Sub(t0).Round(time.Millisecond), t2.Sub(t1).Round(time.Millisecond), time.Since(t2).Round(time.Millisecond))
 				}
 				cpu0 := cpuTicks(s.pid())
 				res, err := do(s, k, st)
@@ -287,6 +293,7 @@ func run(c *config) error {
 			return fmt.Errorf("%s died during the run; see %s", s.name, s.logPath())
 		}
 	}
+	rep.loadAfter = loadAvg()
 	rep.orthancVersion = orthancVersion(orth)
 	text := rep.render()
 	fmt.Print(text)
@@ -318,8 +325,13 @@ func order(s []*server, r int) []*server {
 // verify checks that both servers return the same study: same number of
 // parts, the same data sets byte for byte (only file meta may differ),
 // metadata arrays of N objects, with and without gzip.
-func verify(servers []*server, st *study) ([]string, error) {
+func verify(servers []*server, st *study, work string) ([]string, error) {
 	var lines []string
+	for _, s := range servers {
+		if l := checkRendered(s, st, work); l != "" {
+			lines = append(lines, l)
+		}
+	}
 	var rc []*retrieveCheck
 	for _, s := range servers {
 		c, err := checkRetrieve(s, st)
@@ -342,9 +354,13 @@ func verify(servers []*server, st *study) ([]string, error) {
 	}
 	lines = append(lines, fmt.Sprintf("retrieve: both return the same %d data sets byte for byte; totals differ by %+d bytes, all in the file meta (sent files: %d bytes)",
 		st.n, rc[1].total-rc[0].total, st.bytes))
+	var tagSets []map[string]int
 	for _, gz := range []bool{false, true} {
 		for _, s := range servers {
 			m, err := checkMetadata(s, st, gz)
+			if !gz && err == nil {
+				tagSets = append(tagSets, m.tags)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%s metadata: %v", s.name, err)
 			}
@@ -357,6 +373,29 @@ func verify(servers []*server, st *study) ([]string, error) {
 			}
 			lines = append(lines, fmt.Sprintf("%s metadata (Accept-Encoding gzip: %v): %d objects, %d JSON bytes, %d on the wire (%s)", s.name, gz, m.objects, m.json, m.wire, enc))
 		}
+	}
+	if len(tagSets) == 2 {
+		diff := func(a, b map[string]int) string {
+			var out []string
+			n := 0
+			for t, sz := range a {
+				if _, ok := b[t]; !ok {
+					out = append(out, t)
+					n += sz
+				}
+			}
+			sort.Strings(out)
+			return fmt.Sprintf("%v (%d JSON bytes)", out, n)
+		}
+		var bigger []string
+		for t, sz := range tagSets[0] {
+			if sz2, ok := tagSets[1][t]; ok && sz != sz2 {
+				bigger = append(bigger, fmt.Sprintf("%s %d/%d", t, sz, sz2))
+			}
+		}
+		sort.Strings(bigger)
+		lines = append(lines, fmt.Sprintf("metadata, first object: attributes only in Orthanc's %s; only in relais' %s; same attribute, different JSON size (Orthanc/relais bytes): %v",
+			diff(tagSets[0], tagSets[1]), diff(tagSets[1], tagSets[0]), bigger))
 	}
 	return lines, nil
 }

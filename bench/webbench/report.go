@@ -33,6 +33,8 @@ type report struct {
 	warmCPU        map[cellKey]time.Duration
 	coldRuns, runs int
 	hwmNote        string
+	loadBefore     string
+	loadAfter      string
 	orthancVersion string
 }
 
@@ -59,6 +61,7 @@ type stats struct {
 	bytes     int64 // median body bytes
 	enc       string
 	cpu       time.Duration // per request
+	client    time.Duration // median client CPU per request
 	rss       int64
 	cachedMax int64
 }
@@ -72,8 +75,9 @@ func summarize(ss []sample) stats {
 	var d []time.Duration
 	var b []int64
 	var rss []int64
-	var cpu []time.Duration
+	var cpu, cl []time.Duration
 	for _, s := range ss {
+		cl = append(cl, s.res.client)
 		d = append(d, s.res.dur)
 		b = append(b, s.res.bytes)
 		rss = append(rss, s.rss)
@@ -91,6 +95,8 @@ func summarize(ss []sample) stats {
 	st.bytes = b[len(b)/2]
 	st.rss = rss[len(rss)-1]
 	st.cpu = cpu[len(cpu)/2]
+	sort.Slice(cl, func(i, j int) bool { return cl[i] < cl[j] })
+	st.client = cl[len(cl)/2]
 	return st
 }
 
@@ -151,12 +157,13 @@ func (r *report) render() string {
 		}
 		om, op, omb := cell(so)
 		rm, rp, rmb := cell(sr)
-		fmt.Fprintf(&b, "| %s | %s | %s / %s | %s / %s | %s | %s / %s | %s / %s | %s / %s | %s |\n", title, reqs,
-			om, op, rm, rp, ratio, omb, rmb, mb(rss[o.name]), mb(rss[rl.name]), ms(cpu[o.name]), ms(cpu[rl.name]), bodySize(so, sr))
+		fmt.Fprintf(&b, "| %s | %s | %s / %s | %s / %s | %s | %s / %s | %s / %s | %s / %s | %s / %s | %s |\n", title, reqs,
+			om, op, rm, rp, ratio, omb, rmb, mb(rss[o.name]), mb(rss[rl.name]), ms(cpu[o.name]), ms(cpu[rl.name]),
+			ms(so.client), ms(sr.client), bodySize(so, sr))
 	}
 	header := func() {
-		fmt.Fprintf(&b, "| request | n | Orthanc median / p90 s | relais median / p90 s | speed-up (Orthanc s / relais s) | MB/s Orthanc / relais | peak RSS MB Orthanc / relais | server CPU ms/request Orthanc / relais | body (Orthanc / relais) |\n")
-		fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		fmt.Fprintf(&b, "| request | n | Orthanc median / p90 s | relais median / p90 s | speed-up (Orthanc s / relais s) | MB/s Orthanc / relais | peak RSS MB Orthanc / relais | server CPU ms/request Orthanc / relais | client CPU ms/request (to Orthanc / to relais) | body (Orthanc / relais) |\n")
+		fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	}
 
 	fmt.Fprintf(&b, "### Warm (after one untimed call; %d runs alternating the servers; small requests ×%s per run)\n\n", r.runs, repsNote(r.kinds))
@@ -214,6 +221,7 @@ func (r *report) render() string {
 	if r.coldRuns > 0 {
 		fmt.Fprintf(&b, "- cold runs: at most %s of the server's files were still in the page cache after eviction (mincore)\n", strings.Join(cached, ", "))
 	}
+	fmt.Fprintf(&b, "- load average (1, 5, 15 min) before / after the timed runs: %s / %s (other work shares the machine)\n", r.loadBefore, r.loadAfter)
 	fmt.Fprintf(&b, "- peak RSS: warm rows, VmHWM reset (clear_refs 5) before each kind; cold rows, VmHWM of the fresh process after its first request\n")
 	if r.hwmNote != "" {
 		fmt.Fprintf(&b, "- %s\n", r.hwmNote)
@@ -287,4 +295,17 @@ func hostInfo() string {
 		kernel = strings.TrimSpace(string(b))
 	}
 	return fmt.Sprintf("%d CPU (%s), Linux %s, %s", runtime.NumCPU(), model, kernel, runtime.Version())
+}
+
+// loadAvg is the first three fields of /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
