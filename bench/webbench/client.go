@@ -255,6 +255,7 @@ type metadataCheck struct {
 	json     int64
 	encoding string
 	tags     map[string]int // attributes of the first object and their JSON size
+	compact  int64          // size of the JSON without insignificant white space
 }
 
 func checkMetadata(s *server, st *study, gz bool) (*metadataCheck, error) {
@@ -287,6 +288,10 @@ func checkMetadata(s *server, st *study, gz bool) (*metadataCheck, error) {
 		}
 	}
 	c.json = int64(len(body))
+	var cb bytes.Buffer
+	if err := json.Compact(&cb, body); err == nil {
+		c.compact = int64(cb.Len())
+	}
 	var arr []map[string]json.RawMessage
 	if err := json.Unmarshal(body, &arr); err != nil {
 		return nil, fmt.Errorf("metadata JSON: %v", err)

@@ -371,7 +371,7 @@ func verify(servers []*server, st *study, work string) ([]string, error) {
 			if enc == "" {
 				enc = "identity"
 			}
-			lines = append(lines, fmt.Sprintf("%s metadata (Accept-Encoding gzip: %v): %d objects, %d JSON bytes, %d on the wire (%s)", s.name, gz, m.objects, m.json, m.wire, enc))
+			lines = append(lines, fmt.Sprintf("%s metadata (Accept-Encoding gzip: %v): %d objects, %d JSON bytes (%d without white space), %d on the wire (%s)", s.name, gz, m.objects, m.json, m.compact, m.wire, enc))
 		}
 	}
 	if len(tagSets) == 2 {
@@ -387,15 +387,8 @@ func verify(servers []*server, st *study, work string) ([]string, error) {
 			sort.Strings(out)
 			return fmt.Sprintf("%v (%d JSON bytes)", out, n)
 		}
-		var bigger []string
-		for t, sz := range tagSets[0] {
-			if sz2, ok := tagSets[1][t]; ok && sz != sz2 {
-				bigger = append(bigger, fmt.Sprintf("%s %d/%d", t, sz, sz2))
-			}
-		}
-		sort.Strings(bigger)
-		lines = append(lines, fmt.Sprintf("metadata, first object: attributes only in Orthanc's %s; only in relais' %s; same attribute, different JSON size (Orthanc/relais bytes): %v",
-			diff(tagSets[0], tagSets[1]), diff(tagSets[1], tagSets[0]), bigger))
+		lines = append(lines, fmt.Sprintf("metadata, first object: %d attributes from Orthanc, %d from relais; only in Orthanc's: %s; only in relais': %s",
+			len(tagSets[0]), len(tagSets[1]), diff(tagSets[0], tagSets[1]), diff(tagSets[1], tagSets[0])))
 	}
 	return lines, nil
 }
