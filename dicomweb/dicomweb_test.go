@@ -348,8 +348,13 @@ func TestQIDO(t *testing.T) {
 	// More results than the server maximum: truncated with a warning.
 	f.srv.MaxResults = 2
 	resp = f.get("/instances")
-	if rows := jsonResults(t, resp); len(rows) != 2 {
-		t.Errorf("maximum: %d results", len(rows))
+	if rows := jsonResults(t, resp); len(rows) != 2 || !strings.Contains(resp.Header.Get("Warning"), "maximum") {
+		t.Errorf("maximum: %d results, Warning %q", len(rows), resp.Header.Get("Warning"))
+	}
+	// A limit the client asked for is no truncation to warn about.
+	resp = f.get("/instances?limit=1")
+	if rows := jsonResults(t, resp); len(rows) != 1 || resp.Header.Get("Warning") != "" {
+		t.Errorf("limit=1: %d results, Warning %q", len(rows), resp.Header.Get("Warning"))
 	}
 	// Errors.
 	for _, tc := range []struct {

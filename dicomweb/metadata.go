@@ -97,6 +97,24 @@ func (s *Server) metadata(c *gin.Context) {
 	s.Metrics.observe("metadata", http.StatusOK, time.Since(start))
 }
 
+// writeMaybeGzip writes a whole answer, gzipped when the client accepts it
+// and it is worth it.
+func writeMaybeGzip(c *gin.Context, status int, contentType string, body []byte) {
+	h := c.Writer.Header()
+	h.Set("Content-Type", contentType)
+	h.Add("Vary", "Accept-Encoding")
+	if len(body) < 1024 || !acceptsGzip(c.Request) {
+		c.Data(status, contentType, body)
+		return
+	}
+	var z bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&z, gzip.BestSpeed)
+	zw.Write(body)
+	zw.Close()
+	h.Set("Content-Encoding", "gzip")
+	c.Data(status, contentType, z.Bytes())
+}
+
 func acceptsGzip(r *http.Request) bool {
 	for _, p := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
 		name, q, _ := strings.Cut(strings.TrimSpace(p), ";")

@@ -1,7 +1,7 @@
 package dicomweb
 
 import (
-	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -56,7 +56,8 @@ type qidoRequest struct {
 	q       *query.Query
 	all     bool        // includefield=all
 	include []dicom.Tag // requested and default return attributes
-	limit   int         // 0: no limit asked
+	limit   int         // 0: no limit
+	capped  bool        // limit is the server's maximum, not the client's
 	offset  int
 	fuzzy   bool
 }
@@ -223,7 +224,7 @@ func parseQIDO(values url.Values, level query.Level, study, series string, maxLi
 	}
 	sortKeys(r.q.Keys)
 	if maxLimit > 0 && (r.limit == 0 || r.limit > maxLimit) {
-		r.limit = maxLimit
+		r.limit, r.capped = maxLimit, true
 	}
 	return r, nil
 }
@@ -264,13 +265,13 @@ func (s *Server) qido(level query.Level) gin.HandlerFunc {
 		for _, t := range req.include {
 			wanted[hexTag(t)] = true
 		}
-		// Results are buffered up to the first byte so that errors before
-		// any result become a proper status; the body then streams.
-		var (
-			bw      *bufio.Writer
-			arr     *dicomjson.ArrayWriter
-			n, seen int
-		)
+		// The answer is built in memory (it is bounded by the limit, at
+		// most MaxResults rows) so that a failure is a proper status and a
+		// cut by the server's maximum can be said in a Warning header.
+		var body bytes.Buffer
+		arr := dicomjson.NewArrayWriter(&body)
+		arr.Begin()
+		n, seen := 0, 0
 		truncated := false
 		eng := &query.Engine{Index: s.Index}
 		err = eng.Find(c.Request.Context(), req.q, func(row *query.Row) error {
@@ -282,15 +283,6 @@ func (s *Server) qido(level query.Level) gin.HandlerFunc {
 				truncated = true
 				return query.ErrStop
 			}
-			if arr == nil {
-				s.qidoHeaders(c, warnings)
-				c.Status(http.StatusOK)
-				bw = bufio.NewWriterSize(c.Writer, 32<<10)
-				arr = dicomjson.NewArrayWriter(bw)
-				if err := arr.Begin(); err != nil {
-					return err
-				}
-			}
 			n++
 			attrs := row.Attrs
 			if !req.all {
@@ -301,35 +293,20 @@ func (s *Server) qido(level query.Level) gin.HandlerFunc {
 					}
 				}
 			}
-			if err := arr.Next(); err != nil {
-				return err
-			}
-			return dicomjson.WriteAttrs(bw, attrs, rowExtras(base, row)...)
+			return arr.Attrs(attrs, rowExtras(base, row)...)
 		})
-		if arr == nil {
-			if err != nil {
-				s.fail(c, http.StatusInternalServerError, "search failed: %v", err)
-				return
-			}
-			if truncated {
-				warnings = append(warnings, "The number of results exceeded the maximum supported by the server. Additional results can be requested.")
-			}
-			s.qidoHeaders(c, warnings)
-			c.Data(http.StatusOK, "application/dicom+json", []byte("[]"))
-		} else {
-			if err == nil {
-				err = arr.End()
-			}
-			if err == nil {
-				err = bw.Flush()
-			}
-			if err != nil {
-				// The status is sent: cut the connection so the client does
-				// not take a partial list for a complete one.
-				s.Logger.Warn("QIDO-RS failed while streaming", "error", err)
-				panic(http.ErrAbortHandler)
-			}
+		if err == nil {
+			err = arr.End()
 		}
+		if err != nil {
+			s.fail(c, http.StatusInternalServerError, "search failed: %v", err)
+			return
+		}
+		if truncated && req.capped {
+			warnings = append(warnings, fmt.Sprintf("The number of results exceeded the maximum supported by the server (%d). Additional results can be requested with offset.", req.limit))
+		}
+		s.qidoHeaders(c, warnings)
+		writeMaybeGzip(c, http.StatusOK, "application/dicom+json", body.Bytes())
 		s.audit(c, "dicomweb.query", study, series, "", fmt.Sprintf("level=%s %s results=%d", level, req.q.Summary(), n), http.StatusOK)
 		s.Metrics.observe("qido", http.StatusOK, time.Since(start))
 	}

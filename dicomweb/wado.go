@@ -180,8 +180,8 @@ func (s *Server) retrieve(c *gin.Context) {
 				panic(http.ErrAbortHandler)
 			}
 		}
-		if err := mw.Close(); err == nil {
-			err = bw.Flush()
+		if err := mw.Close(); err != nil || bw.Flush() != nil {
+			panic(http.ErrAbortHandler)
 		}
 	}
 	s.audit(c, "dicomweb.retrieve", study, series, sop, fmt.Sprintf("instances=%d bytes=%d", len(plan), total), http.StatusOK)
