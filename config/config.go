@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,17 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	// HTTP configures the HTTP services (DICOMweb, REST API).
 	HTTP HTTP `yaml:"http"`
+	// Destinations are where routes forward to, by name.
+	Destinations map[string]Destination `yaml:"destinations"`
+	// Calendars are on-call rotas (iCalendar), by name, for oncall("name").
+	Calendars map[string]Calendar `yaml:"calendars"`
+	// Holidays configures the public holidays holiday() knows.
+	Holidays Holidays `yaml:"holidays"`
+	// Routes are evaluated in order for every stored instance; the first
+	// that matches decides unless it says continue.
+	Routes []Route `yaml:"routes"`
+	// Routing tunes the delivery queues.
+	Routing Routing `yaml:"routing"`
 	// Log configures structured logging.
 	Log Log `yaml:"log"`
 }
@@ -185,6 +197,129 @@ const (
 	AuthNone  = "none"
 )
 
+// Destination is a peer routes forward to: a DICOM AE (C-STORE) or a
+// DICOMweb service (STOW-RS).
+type Destination struct {
+	DICOM    *DICOMDestination    `yaml:"dicom"`
+	DICOMweb *DICOMwebDestination `yaml:"dicomweb"`
+	// Associations is the number of parallel associations (or HTTP
+	// requests) used to deliver to this destination (default 2).
+	Associations int `yaml:"associations"`
+	// FailoverAfter is the number of failed attempts of a task before it
+	// moves to the route's next failover destination (default 5).
+	FailoverAfter int `yaml:"failover_after"`
+}
+
+// DICOMDestination is a C-STORE SCP.
+type DICOMDestination struct {
+	AE   string `yaml:"ae"`
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	// CallingAE is our AE title towards it (default: ae_title).
+	CallingAE string `yaml:"calling_ae"`
+}
+
+// DICOMwebDestination is a STOW-RS service. Its token (sent as a Bearer
+// token) comes from a file or an environment variable, never from here.
+type DICOMwebDestination struct {
+	URL       string `yaml:"url"` // base URL, e.g. https://site-b.example/dicom-web
+	TokenFile string `yaml:"token_file"`
+	TokenEnv  string `yaml:"token_env"`
+}
+
+// Calendar is an iCalendar on-call rota: a file path or an http(s) URL.
+type Calendar struct {
+	ICS string `yaml:"ics"`
+	// Refresh is how often a URL is fetched again (default 15m; files are
+	// re-read when they change).
+	Refresh Duration `yaml:"refresh"`
+}
+
+// Holidays configures public holidays.
+type Holidays struct {
+	// Country: "FR" (default: the 11 French public holidays) or "none".
+	Country string `yaml:"country"`
+	// AlsaceMoselle adds Good Friday and 26 December.
+	AlsaceMoselle bool `yaml:"alsace_moselle"`
+	// Extra and Except are dates (YYYY-MM-DD) added to or removed from the
+	// list.
+	Extra  []string `yaml:"extra"`
+	Except []string `yaml:"except"`
+	// Timezone of calendars and time windows (default Europe/Paris).
+	Timezone string `yaml:"timezone"`
+}
+
+// Route is a routing rule.
+type Route struct {
+	Name string `yaml:"name"`
+	// When is an expression over the instance's attributes (by keyword),
+	// its arrival context and time; empty matches every instance.
+	When string `yaml:"when"`
+	// Priority: STAT, URGENT or ROUTINE (default).
+	Priority string `yaml:"priority"`
+	// Mode: "immediate" (each instance as soon as it is durable) or
+	// "stable" (the study once no instance arrived for StableAfter;
+	// default).
+	Mode string `yaml:"mode"`
+	// StableAfter defaults to 60s (10s for STAT).
+	StableAfter Duration `yaml:"stable_after"`
+	// Late says what a stable route does with instances arriving after it
+	// fired: "send" (default: send them too) or "resend" (the whole study
+	// again once stable).
+	Late     string   `yaml:"late"`
+	Forward  []string `yaml:"forward"`
+	Failover []string `yaml:"failover"`
+	// Continue lets later routes apply too.
+	Continue bool `yaml:"continue"`
+	// Coerce modifies attributes of the forwarded copies (never the
+	// stored instance). Its schema belongs to package coerce.
+	Coerce *yaml.Node `yaml:"coerce"`
+	// Priors fetches the patient's prior studies from a remote AE
+	// (C-FIND + C-MOVE to us) and forwards them with the study.
+	Priors *Priors `yaml:"priors"`
+	// Webhook is called (POST, JSON) when the route fires.
+	Webhook string `yaml:"webhook"`
+	// Ready emits a "study ready for reading" event for the worklist.
+	Ready bool `yaml:"ready"`
+}
+
+// Priors configures fetching prior studies.
+type Priors struct {
+	From string `yaml:"from"` // a remote_aes name
+	// Max is the number of most recent prior studies fetched (default 3).
+	Max int `yaml:"max"`
+	// Within bounds how old a prior may be (default 5y: "1825d" style is
+	// not Go syntax: use hours, e.g. 43800h).
+	Within Duration `yaml:"within"`
+}
+
+// Routing tunes delivery.
+type Routing struct {
+	// RetryInitial and RetryMax bound the exponential backoff between
+	// attempts (defaults 2s and 10m; jitter ±20%).
+	RetryInitial Duration `yaml:"retry_initial"`
+	RetryMax     Duration `yaml:"retry_max"`
+	// MaxAttempts is the attempts of a task on its last destination before
+	// it is dead-lettered (default 20).
+	MaxAttempts int `yaml:"max_attempts"`
+	// DeadLetterWebhook is called when a task is dead-lettered.
+	DeadLetterWebhook string `yaml:"dead_letter_webhook"`
+	// MinFreeSpace: below it on the data disk, new associations are refused
+	// and C-STOREs answered A700 (default 1GiB).
+	MinFreeSpace ByteSize `yaml:"min_free_space"`
+}
+
+// Route priorities and modes.
+const (
+	PriorityStat    = "STAT"
+	PriorityUrgent  = "URGENT"
+	PriorityRoutine = "ROUTINE"
+	ModeImmediate   = "immediate"
+	ModeStable      = "stable"
+	LateSend        = "send"
+	LateResend      = "resend"
+)
+
 // Log configures logging.
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
@@ -213,10 +348,13 @@ func Default() *Config {
 			MaxFindResults:   10000,
 			MoveAssociations: 16,
 		},
-		DICOM:   DICOM{DuplicatePolicy: DuplicateKeepFirst, QueryRetrieveLoopback: true},
-		Storage: Storage{Blobs: Blobs{Backend: "fs", S3: S3Blob{Region: "us-east-1", AccessKeyEnv: "RELAIS_S3_ACCESS_KEY", SecretKeyEnv: "RELAIS_S3_SECRET_KEY"}}},
-		Log:     Log{Level: "info", Format: "text"},
-		HTTP:    HTTP{Auth: AuthToken, MaxSTOWSize: 4 << 30, CORS: CORS{MaxAge: Duration(10 * time.Minute)}},
+		DICOM:    DICOM{DuplicatePolicy: DuplicateKeepFirst, QueryRetrieveLoopback: true},
+		Storage:  Storage{Blobs: Blobs{Backend: "fs", S3: S3Blob{Region: "us-east-1", AccessKeyEnv: "RELAIS_S3_ACCESS_KEY", SecretKeyEnv: "RELAIS_S3_SECRET_KEY"}}},
+		Log:      Log{Level: "info", Format: "text"},
+		HTTP:     HTTP{Auth: AuthToken, MaxSTOWSize: 4 << 30, CORS: CORS{MaxAge: Duration(10 * time.Minute)}},
+		Holidays: Holidays{Country: "FR", Timezone: "Europe/Paris"},
+		Routing: Routing{RetryInitial: Duration(2 * time.Second), RetryMax: Duration(10 * time.Minute), MaxAttempts: 20,
+			MinFreeSpace: 1 << 30},
 	}
 }
 
@@ -450,6 +588,9 @@ func (c *Config) Validate() error {
 	if c.HTTP.MaxSTOWSize <= 0 {
 		return bad("http.max_stow_size", "must be positive")
 	}
+	if err := c.validateRouting(); err != nil {
+		return err
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -580,4 +721,157 @@ func ParseByteSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size like 512MiB", s)
 	}
 	return v * mul, nil
+}
+
+// validateRouting checks destinations, calendars and the structure of
+// routes. Expressions, calendars' contents and coercions are checked by
+// the routing engine when it compiles the rules (at load and at reload).
+func (c *Config) validateRouting() error {
+	bad := func(key, format string, a ...any) error {
+		return &KeyError{Key: key, Msg: fmt.Sprintf(format, a...)}
+	}
+	for name, d := range c.Destinations {
+		key := "destinations." + name
+		if !validName(name) {
+			return bad(key, "a destination name is letters, digits, '-', '_' and '.'")
+		}
+		switch {
+		case d.DICOM != nil && d.DICOMweb != nil:
+			return bad(key, "set dicom or dicomweb, not both")
+		case d.DICOM != nil:
+			if err := ValidAETitle(d.DICOM.AE); err != nil {
+				return bad(key+".dicom.ae", "%v", err)
+			}
+			if d.DICOM.Host == "" {
+				return bad(key+".dicom.host", "must not be empty")
+			}
+			if d.DICOM.Port < 1 || d.DICOM.Port > 65535 {
+				return bad(key+".dicom.port", "%d is not a TCP port", d.DICOM.Port)
+			}
+			if d.DICOM.CallingAE != "" {
+				if err := ValidAETitle(d.DICOM.CallingAE); err != nil {
+					return bad(key+".dicom.calling_ae", "%v", err)
+				}
+			}
+		case d.DICOMweb != nil:
+			u, err := url.Parse(d.DICOMweb.URL)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return bad(key+".dicomweb.url", "%q is not an http(s) URL", d.DICOMweb.URL)
+			}
+		default:
+			return bad(key, "needs dicom: {ae, host, port} or dicomweb: {url}")
+		}
+		if d.Associations < 0 || d.Associations > 32 {
+			return bad(key+".associations", "%d outside 0..32", d.Associations)
+		}
+		if d.FailoverAfter < 0 {
+			return bad(key+".failover_after", "must not be negative")
+		}
+	}
+	for name, cal := range c.Calendars {
+		if !validName(name) {
+			return bad("calendars."+name, "a calendar name is letters, digits, '-', '_' and '.'")
+		}
+		if cal.ICS == "" {
+			return bad("calendars."+name+".ics", "must name an .ics file or URL")
+		}
+	}
+	switch c.Holidays.Country {
+	case "FR", "none", "":
+	default:
+		return bad("holidays.country", "%q is not FR or none", c.Holidays.Country)
+	}
+	if c.Holidays.Timezone != "" {
+		if _, err := time.LoadLocation(c.Holidays.Timezone); err != nil {
+			return bad("holidays.timezone", "%q is not a time zone (e.g. Europe/Paris)", c.Holidays.Timezone)
+		}
+	}
+	for i, d := range append(append([]string{}, c.Holidays.Extra...), c.Holidays.Except...) {
+		if _, err := time.Parse("2006-01-02", d); err != nil {
+			return bad("holidays", "date %d %q is not YYYY-MM-DD", i, d)
+		}
+	}
+	names := map[string]bool{}
+	for i, r := range c.Routes {
+		key := fmt.Sprintf("routes[%d]", i)
+		if r.Name == "" {
+			return bad(key+".name", "every route needs a name")
+		}
+		key = fmt.Sprintf("routes[%d] (%s)", i, r.Name)
+		if names[r.Name] {
+			return bad(key+".name", "%q is defined twice", r.Name)
+		}
+		names[r.Name] = true
+		switch r.Priority {
+		case "", PriorityStat, PriorityUrgent, PriorityRoutine:
+		default:
+			return bad(key+".priority", "%q is not STAT, URGENT or ROUTINE", r.Priority)
+		}
+		switch r.Mode {
+		case "", ModeImmediate, ModeStable:
+		default:
+			return bad(key+".mode", "%q is not immediate or stable", r.Mode)
+		}
+		switch r.Late {
+		case "", LateSend, LateResend:
+		default:
+			return bad(key+".late", "%q is not send or resend", r.Late)
+		}
+		if r.StableAfter < 0 {
+			return bad(key+".stable_after", "must not be negative")
+		}
+		for j, d := range append(append([]string{}, r.Forward...), r.Failover...) {
+			if _, ok := c.Destinations[d]; !ok {
+				return bad(key, "unknown destination %q (entry %d of forward/failover); known: %s", d, j, strings.Join(c.destinationNames(), ", "))
+			}
+		}
+		if len(r.Forward) == 0 && len(r.Failover) > 0 {
+			return bad(key+".failover", "a failover list needs a forward list")
+		}
+		if r.Priors != nil {
+			found := false
+			for _, ra := range c.RemoteAEs {
+				found = found || ra.Name == r.Priors.From
+			}
+			if !found {
+				return bad(key+".priors.from", "unknown remote AE %q (see remote_aes)", r.Priors.From)
+			}
+		}
+		if r.Webhook != "" {
+			if u, err := url.Parse(r.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+				return bad(key+".webhook", "%q is not an http(s) URL", r.Webhook)
+			}
+		}
+	}
+	if c.Routing.RetryInitial <= 0 || c.Routing.RetryMax < c.Routing.RetryInitial {
+		return bad("routing.retry_initial", "must be positive and at most routing.retry_max")
+	}
+	if c.Routing.MaxAttempts < 1 {
+		return bad("routing.max_attempts", "must be at least 1")
+	}
+	if c.Routing.MinFreeSpace < 0 {
+		return bad("routing.min_free_space", "must not be negative")
+	}
+	return nil
+}
+
+func (c *Config) destinationNames() []string {
+	var out []string
+	for n := range c.Destinations {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
 }

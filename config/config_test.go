@@ -88,3 +88,56 @@ func TestS3CredentialsFromEnvAndFile(t *testing.T) {
 		t.Fatalf("missing key not reported: %v", err)
 	}
 }
+
+// TestIssueRoutingExample parses the routing configuration of the routing
+// issue as an admin would write it.
+func TestIssueRoutingExample(t *testing.T) {
+	c, err := Parse([]byte(`
+destinations:
+  neuro-oncall: {dicom: {ae: NEURO, host: 127.0.0.1, port: 11113}, associations: 4}
+  local-pacs:   {dicom: {ae: PACS, host: 127.0.0.1, port: 11114}}
+  tele-site-b:  {dicomweb: {url: "https://site-b.example/dicom-web", token_file: /etc/relais/site-b.token}}
+calendars:
+  pds: {ics: /etc/relais/pds-rota.ics}
+routes:
+  - name: stroke
+    when: Modality == "CT" && StudyDescription matches "(?i)(AVC|STROKE|THROMBO)"
+    priority: STAT
+    mode: immediate
+    forward: [neuro-oncall]
+    failover: [tele-site-b]
+  - name: night-and-weekend
+    when: oncall("pds") || weekend() || holiday()
+    mode: stable
+    stable_after: 60s
+    forward: [tele-site-b]
+  - name: default
+    forward: [local-pacs]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Routes) != 3 || c.Routes[0].Priority != PriorityStat || c.Destinations["neuro-oncall"].Associations != 4 ||
+		c.Destinations["tele-site-b"].DICOMweb == nil || c.Calendars["pds"].ICS == "" || time.Duration(c.Routes[1].StableAfter) != time.Minute {
+		t.Fatalf("parsed %+v", c)
+	}
+	for _, tc := range []struct{ yaml, key string }{
+		{"routes: [{name: a, forward: [nowhere]}]", "routes[0] (a)"},
+		{"routes: [{forward: []}]", "routes[0].name"},
+		{"routes: [{name: a, mode: later}]", "routes[0] (a).mode"},
+		{"routes: [{name: a, priority: HIGH}]", "routes[0] (a).priority"},
+		{"routes: [{name: a}, {name: a}]", "routes[1] (a).name"},
+		{"destinations: {x: {}}", "destinations.x"},
+		{"destinations: {x: {dicom: {ae: X, host: h, port: 0}}}", "destinations.x.dicom.port"},
+		{"destinations: {x: {dicomweb: {url: ftp://a}}}", "destinations.x.dicomweb.url"},
+		{"calendars: {pds: {}}", "calendars.pds.ics"},
+		{"holidays: {country: DE}", "holidays.country"},
+		{"holidays: {extra: [2026-13-01]}", "holidays"},
+		{"routes: [{name: a, priors: {from: nope}}]", "routes[0] (a).priors.from"},
+	} {
+		_, err := Parse([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: error %v does not name %q", tc.yaml, err, tc.key)
+		}
+	}
+}
