@@ -133,8 +133,16 @@ type Pipeline struct {
 	ImplementationVersion  string
 	Observer               Observer
 	Logger                 *slog.Logger
-	// Events, if set, is called after each successful ingest (routing).
+	// Events, if set, is called after each successful ingest.
 	Events func(*Result)
+	// OnDurable, if set, is called for every instance made durable (kind
+	// "instance.stored" or "instance.replaced", with its journal sequence)
+	// after it is indexed and before SafeSeq may pass seq: a consumer that
+	// records SafeSeq as its own watermark and replays the journal above it
+	// at start never misses an instance (the routing engine does). It runs
+	// on the ingest's goroutine, before the peer is answered: it must be
+	// quick (hand the instance to a channel).
+	OnDurable func(inst *storage.Instance, kind string, seq uint64)
 
 	locks   keyedMutex
 	wm      watermark
@@ -408,8 +416,15 @@ func (p *Pipeline) commit(ctx context.Context, bw storage.BlobWriter, inst *stor
 	if err := p.Index.PutInstance(ctx, inst, p.wm.mark()); err != nil {
 		p.logger().Error("index write failed; the journal will replay it at next start", "sop", inst.SOPInstanceUID, "err", err)
 	}
+	if p.OnDurable != nil {
+		p.OnDurable(inst, kind, seq)
+	}
 	return seq, nil
 }
+
+// SafeSeq is a journal sequence at or below which every instance event has
+// been indexed and handed to OnDurable (see OnDurable).
+func (p *Pipeline) SafeSeq() uint64 { return p.wm.mark() }
 
 // duplicate consumes and validates a data set whose SOP Instance UID is
 // already stored, without storing it, and journals it.

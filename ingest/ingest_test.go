@@ -487,3 +487,52 @@ func TestExpectStudyInstanceUID(t *testing.T) {
 		})
 	}
 }
+
+// TestOnDurableBeforeSafeSeq: every durable instance reaches OnDurable, and
+// SafeSeq never passes an instance OnDurable has not seen.
+func TestOnDurableBeforeSafeSeq(t *testing.T) {
+	p := newPipeline(t, t.TempDir(), memindex.New())
+	var mu sync.Mutex
+	seen := map[uint64]bool{}
+	p.OnDurable = func(inst *storage.Instance, kind string, seq uint64) {
+		if kind != "instance.stored" || inst.SOPInstanceUID == "" {
+			t.Errorf("OnDurable(%s, %q)", inst.SOPInstanceUID, kind)
+		}
+		mu.Lock()
+		seen[seq] = true
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, ds := ct(t, nil)
+			res, err := p.Store(context.Background(), request(c, ds))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !seen[res.Seq] {
+				t.Errorf("instance at seq %d not handed to OnDurable before Store returned", res.Seq)
+			}
+		}()
+	}
+	wg.Wait()
+	safe := p.SafeSeq()
+	n := 0
+	err := p.Journal.Replay(context.Background(), 1, func(ev *journal.Event) error {
+		if ev.Kind == "instance.stored" && ev.Seq <= safe {
+			n++
+			if !seen[ev.Seq] {
+				t.Errorf("seq %d at or below SafeSeq %d never reached OnDurable", ev.Seq, safe)
+			}
+		}
+		return nil
+	})
+	if err != nil || n == 0 {
+		t.Fatalf("replay: %v, %d instance events below SafeSeq %d", err, n, safe)
+	}
+}
