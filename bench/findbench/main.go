@@ -44,6 +44,8 @@ func main() {
 	qido := flag.Int("qido", 0, "QIDO-RS requests per kind over HTTP (dicomweb.Server on loopback); 0 skips")
 	clients := flag.Int("clients", 4, "concurrent QIDO-RS clients")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the QIDO-RS run to this file")
+	quiet := flag.Float64("wait-quiet", 0, "before the QIDO-RS run, wait (up to -wait-max) until the machine is less busy than this fraction (0.3 = 30% of all cores); 0: do not wait")
+	quietMax := flag.Duration("wait-max", 10*time.Minute, "longest wait for -wait-quiet")
 	flag.Parse()
 	if *dir == "" {
 		fmt.Fprintln(os.Stderr, "findbench: -dir is required")
@@ -82,7 +84,11 @@ func main() {
 			pprof.StartCPUProfile(f)
 			defer pprof.StopCPUProfile()
 		}
-		if err := runQIDO(ix, *studies, *qido, *clients, log); err != nil {
+		note := ""
+		if *quiet > 0 {
+			note = waitQuiet(*quiet, *quietMax)
+		}
+		if err := runQIDO(ix, *studies, *qido, *clients, log, note); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}

@@ -73,7 +73,7 @@ type qidoRes struct {
 
 // runQIDO serves ix over HTTP and times n requests of every kind sent by
 // `clients` concurrent clients, the kinds interleaved at random.
-func runQIDO(ix storage.Index, studies, n, clients int, log *slog.Logger) error {
+func runQIDO(ix storage.Index, studies, n, clients int, log *slog.Logger, note string) error {
 	tmp, err := os.MkdirTemp("", "findbench-qido-")
 	if err != nil {
 		return err
@@ -137,6 +137,8 @@ func runQIDO(ix storage.Index, studies, n, clients int, log *slog.Logger) error 
 	out := make(chan qidoRes, len(reqs))
 	var wg sync.WaitGroup
 	t0 := time.Now()
+	ct0, ci0 := cpuStat()
+	self0 := selfCPU()
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
 		go func() {
@@ -154,6 +156,8 @@ func runQIDO(ix storage.Index, studies, n, clients int, log *slog.Logger) error 
 	close(ch)
 	wg.Wait()
 	wall := time.Since(t0)
+	ct1, ci1 := cpuStat()
+	self := selfCPU() - self0
 	close(out)
 
 	lat := make([][]time.Duration, len(kinds))
@@ -181,7 +185,13 @@ func runQIDO(ix storage.Index, studies, n, clients int, log *slog.Logger) error 
 		total += n
 	}
 	line("**all kinds**", all, allH, float64(total)/float64(len(all)))
-	fmt.Printf("\nload average before / after: %s / %s\n", loadBefore, loadAvg())
+	busy := 1 - float64(ci1-ci0)/float64(max1(ct1-ct0))
+	fmt.Printf("\nload average before / after: %s / %s; machine CPU busy during the run: %.0f%% of %d cores, this process (server + clients) %.0f%% (%.2f ms CPU per request)",
+		loadBefore, loadAvg(), 100*busy, runtime.NumCPU(), 100*self.Seconds()/(wall.Seconds()*float64(runtime.NumCPU())), float64(self.Microseconds())/1000/float64(len(reqs)))
+	if note != "" {
+		fmt.Printf("; %s", note)
+	}
+	fmt.Println()
 	return nil
 }
 

@@ -39,6 +39,8 @@ type config struct {
 	out      string
 	pprof    bool
 	verbose  bool
+	quiet    float64
+	quietMax time.Duration
 }
 
 func main() {
@@ -57,6 +59,8 @@ func main() {
 	flag.StringVar(&c.out, "out", "", "also write the Markdown report to this file")
 	flag.BoolVar(&c.pprof, "pprof", false, "start relais with --pprof (profile it from another shell during the run)")
 	flag.BoolVar(&c.verbose, "v", false, "print every timed request")
+	flag.Float64Var(&c.quiet, "wait-quiet", 0, "before the timed runs, wait (up to -wait-max) until the machine is less busy than this fraction (0.3 = 30% of all cores); 0: do not wait")
+	flag.DurationVar(&c.quietMax, "wait-max", 10*time.Minute, "longest wait for -wait-quiet")
 	flag.Parse()
 	if c.coldRuns < 0 {
 		c.coldRuns = c.runs
@@ -203,6 +207,12 @@ func run(c *config) error {
 		}
 	}
 
+	if c.quiet > 0 {
+		note := waitQuiet(c.quiet, c.quietMax)
+		logf("%s", note)
+		checks = append(checks, note)
+	}
+	ct0, ci0 := cpuStat()
 	rep := &report{study: st, servers: servers, kinds: ks, unsupported: unsupported, checks: checks,
 		warmRSS: map[cellKey]int64{}, warmCPU: map[cellKey]time.Duration{},
 		cold: map[cellKey][]sample{}, warm: map[cellKey][]sample{}, coldRuns: c.coldRuns, runs: c.runs, loadBefore: loadAvg()}
@@ -294,6 +304,8 @@ func run(c *config) error {
 		}
 	}
 	rep.loadAfter = loadAvg()
+	ct1, ci1 := cpuStat()
+	rep.busy = 1 - float64(ci1-ci0)/float64(max1(ct1-ct0))
 	rep.orthancVersion = orthancVersion(orth)
 	text := rep.render()
 	fmt.Print(text)

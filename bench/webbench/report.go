@@ -35,6 +35,7 @@ type report struct {
 	hwmNote        string
 	loadBefore     string
 	loadAfter      string
+	busy           float64 // fraction of the machine's CPU busy during the timed runs
 	orthancVersion string
 }
 
@@ -221,7 +222,7 @@ func (r *report) render() string {
 	if r.coldRuns > 0 {
 		fmt.Fprintf(&b, "- cold runs: at most %s of the server's files were still in the page cache after eviction (mincore)\n", strings.Join(cached, ", "))
 	}
-	fmt.Fprintf(&b, "- load average (1, 5, 15 min) before / after the timed runs: %s / %s (other work shares the machine)\n", r.loadBefore, r.loadAfter)
+	fmt.Fprintf(&b, "- load average (1, 5, 15 min) before / after the timed runs: %s / %s; machine CPU busy during them: %.0f%% of %d cores (servers, client and any other work)\n", r.loadBefore, r.loadAfter, 100*r.busy, runtime.NumCPU())
 	fmt.Fprintf(&b, "- peak RSS: warm rows, VmHWM reset (clear_refs 5) before each kind; cold rows, VmHWM of the fresh process after its first request\n")
 	if r.hwmNote != "" {
 		fmt.Fprintf(&b, "- %s\n", r.hwmNote)
