@@ -62,10 +62,10 @@ func TestFrenchHolidays2024To2030(t *testing.T) {
 	for y := 2024; y <= 2030; y++ {
 		mv := moveable[y]
 		want := map[string]string{
-			time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC).Format("2006-01-02"):   JourDeLAn,
+			time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC).Format("2006-01-02"): JourDeLAn,
 			mv[0]: LundiDePaques,
-			time.Date(y, 5, 1, 0, 0, 0, 0, time.UTC).Format("2006-01-02"):   FeteDuTravail,
-			time.Date(y, 5, 8, 0, 0, 0, 0, time.UTC).Format("2006-01-02"):   Victoire1945,
+			time.Date(y, 5, 1, 0, 0, 0, 0, time.UTC).Format("2006-01-02"): FeteDuTravail,
+			time.Date(y, 5, 8, 0, 0, 0, 0, time.UTC).Format("2006-01-02"): Victoire1945,
 			mv[1]: Ascension,
 			mv[2]: LundiDePentecote,
 			time.Date(y, 7, 14, 0, 0, 0, 0, time.UTC).Format("2006-01-02"):  FeteNationale,
