@@ -507,6 +507,10 @@ func TestEditInteropDcmtk(t *testing.T) {
 			before, after := filepath.Join(dir, name+"-in.dcm"), filepath.Join(dir, name+"-out.dcm")
 			writePart10(t, before, ts, in)
 			writePart10(t, after, ts, out)
+			if d := os.Getenv("EDIT_KEEP"); d != "" {
+				writePart10(t, filepath.Join(d, name+"-in.dcm"), ts, in)
+				writePart10(t, filepath.Join(d, name+"-out.dcm"), ts, out)
+			}
 			dump, err := exec.Command("dcmdump", "+U8", "-q", after).CombinedOutput()
 			if err != nil {
 				t.Fatalf("%s: dcmdump: %v\n%s", name, err, dump)
