@@ -35,6 +35,9 @@ const (
 	// EditReplace sets Value only when the existing value equals Old
 	// (padding trimmed, compared in UTF-8).
 	EditReplace
+	// EditSetIfPresent replaces the value only when the element is
+	// present (empty or not).
+	EditSetIfPresent
 	// EditAppendItem appends an item made of Item (EditSet and
 	// EditAppendItem ops only) to the sequence Tag, creating the sequence
 	// if absent.
@@ -55,6 +58,8 @@ func (k EditKind) String() string {
 		return "replace"
 	case EditAppendItem:
 		return "append-item"
+	case EditSetIfPresent:
+		return "set-if-present"
 	}
 	return fmt.Sprintf("EditKind(%d)", int(k))
 }
@@ -84,6 +89,11 @@ func SetOp(t Tag, value string) EditOp { return EditOp{Kind: EditSet, Tag: t, Va
 // SetIfMissingOp returns an EditSetIfMissing op.
 func SetIfMissingOp(t Tag, value string) EditOp {
 	return EditOp{Kind: EditSetIfMissing, Tag: t, Value: value}
+}
+
+// SetIfPresentOp returns an EditSetIfPresent op.
+func SetIfPresentOp(t Tag, value string) EditOp {
+	return EditOp{Kind: EditSetIfPresent, Tag: t, Value: value}
 }
 
 // DeleteOp returns an EditDelete op.
@@ -268,7 +278,7 @@ func prepareOps(edits []EditOp, depth int) ([]*opGroup, error) {
 		}
 		switch op.Kind {
 		case EditSet, EditAppendItem:
-		case EditSetIfMissing, EditDelete, EditPrefix, EditReplace:
+		case EditSetIfMissing, EditSetIfPresent, EditDelete, EditPrefix, EditReplace:
 			if depth > 0 {
 				return nil, editErr("%s: only set and append-item are allowed inside an appended item, not %s", t, op.Kind)
 			}
@@ -440,7 +450,7 @@ func (ed *editor) insert(g *opGroup) error {
 	op := g.ops[0]
 	var value string
 	switch op.Kind {
-	case EditDelete, EditReplace:
+	case EditDelete, EditReplace, EditSetIfPresent:
 		return nil
 	case EditPrefix:
 		if op.IfAbsent == "" {
@@ -584,7 +594,7 @@ func (ed *editor) apply(g *opGroup, vr VR, length uint32, start int64) error {
 	}
 	var value, action string
 	switch op.Kind {
-	case EditSet:
+	case EditSet, EditSetIfPresent:
 		value, action = op.Value, "set"
 	case EditSetIfMissing:
 		if old != "" {
