@@ -316,7 +316,8 @@ func alignedStart(o rrule.ROption, lo time.Time) time.Time {
 		if o.Freq == rrule.WEEKLY {
 			period = 7 * n
 		}
-		days := int(time.Date(ly, lm, ld, 0, 0, 0, 0, time.UTC).Sub(time.Date(sy, sm, sd, 0, 0, 0, 0, time.UTC)) / (24 * time.Hour))
+		// Unix seconds, not Sub: a Duration saturates after 292 years.
+		days := int((time.Date(ly, lm, ld, 0, 0, 0, 0, time.UTC).Unix() - time.Date(sy, sm, sd, 0, 0, 0, 0, time.UTC).Unix()) / 86400)
 		k := days/period - 1
 		if k <= 0 {
 			return s
