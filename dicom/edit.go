@@ -28,7 +28,8 @@ const (
 	EditSetIfMissing
 	// EditDelete removes the element (no-op if absent).
 	EditDelete
-	// EditPrefix prepends Value to the existing value; when the element is
+	// EditPrefix prepends Value to the existing value, unless it already
+	// starts with Value (idempotent); when the element is
 	// absent or empty it sets IfAbsent instead, or does nothing if IfAbsent
 	// is "".
 	EditPrefix
@@ -569,7 +570,7 @@ func (ed *editor) apply(g *opGroup, vr VR, length uint32, start int64) error {
 	}
 	// Set, SetIfMissing, Prefix, Replace need the old value.
 	if vr == VRSQ || length == undefinedLength {
-		return scanErr(start, tag, ErrMalformed, "%s edit of %s, which is a sequence in the data set", op.Kind, tag)
+		return editErr("%s edit of %s, which is a sequence in the data set", op.Kind, tag)
 	}
 	if err := ed.checkValue(start, tag, length, -1); err != nil {
 		return err
@@ -586,11 +587,12 @@ func (ed *editor) apply(g *opGroup, vr VR, length uint32, start int64) error {
 	}
 	old := ed.decode(tag, vr, raw)
 	outVR := vr
-	if op.VR != "" {
+	switch {
+	case op.VR != "":
 		outVR = op.VR
-	}
-	if !enc.explicit {
-		outVR = opVR(op)
+	case !enc.explicit || vr == VRUN:
+		// implicit VR, or a known attribute sent as UN: use the dictionary
+		outVR = LookupVR(tag)
 	}
 	var value, action string
 	switch op.Kind {
@@ -612,6 +614,9 @@ func (ed *editor) apply(g *opGroup, vr VR, length uint32, start int64) error {
 				return ed.writeElement(ed.out, enc, tag, vr, raw)
 			}
 			value, action = op.IfAbsent, "set"
+		} else if strings.HasPrefix(old, op.Value) {
+			// already prefixed (an instance coerced before): idempotent
+			return ed.writeElement(ed.out, enc, tag, vr, raw)
 		} else {
 			value, action = op.Value+old, "prefix"
 		}
@@ -1143,6 +1148,9 @@ func (ed *editor) encodeValue(tag Tag, vr VR, value string) ([]byte, error) {
 			if n := utf8.RuneCountInString(p); n > max {
 				return nil, editErr("%s: value %q has %d characters, over the %d allowed for VR %s", name, truncLog(p), n, max, vr)
 			}
+		}
+		if vr == VRCS && strings.Trim(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _") != "" {
+			return nil, editErr("%s: code string %q has characters other than upper-case letters, digits, space and underscore", name, truncLog(v))
 		}
 		if vr == VRUI && strings.Trim(v, "0123456789.") != "" {
 			return nil, editErr("%s: UID %q has characters other than digits and dots", name, truncLog(v))

@@ -204,6 +204,9 @@ func TestEditOps(t *testing.T) {
 		{name: "prefix", pname: "Dupont^Jean",
 			ops:  []dicom.EditOp{dicom.PrefixOp(dicom.TagPatientID, "SITEA-")},
 			want: map[dicom.Tag]string{dicom.TagPatientID: "SITEA-PID1"}, changed: true},
+		{name: "prefix idempotent", pname: "Dupont^Jean",
+			ops:  []dicom.EditOp{dicom.PrefixOp(dicom.TagPatientID, "PI")},
+			want: map[dicom.Tag]string{dicom.TagPatientID: "PID1"}},
 		{name: "prefix absent no-op", pname: "Dupont^Jean",
 			ops:  []dicom.EditOp{dicom.PrefixOp(dicom.TagAccessionNumber, "A-")},
 			want: map[dicom.Tag]string{dicom.TagAccessionNumber: ""}},
@@ -329,7 +332,7 @@ func TestEditRefused(t *testing.T) {
 		{"chinese in latin1", latin, editExplicit, []dicom.EditOp{dicom.SetOp(dicom.TagPatientName, "李^小龙")}, dicom.ErrEdit, "not representable in ISO_IR 100"},
 		{"accent without charset", plain, editExplicit, []dicom.EditOp{dicom.SetOp(dicom.TagPatientName, "Müller")}, dicom.ErrEdit, "default repertoire"},
 		{"code extensions", multi, editExplicit, []dicom.EditOp{dicom.SetOp(dicom.TagPatientName, "é")}, dicom.ErrEdit, "code extensions"},
-		{"accent in CS", latin, editExplicit, []dicom.EditOp{dicom.SetOp(dicom.TagModality, "É")}, dicom.ErrEdit, "default repertoire"},
+		{"accent in DA", latin, editExplicit, []dicom.EditOp{dicom.SetOp(dicom.TagStudyDate, "É")}, dicom.ErrEdit, "default repertoire"},
 		{"LO too long", latin, editExplicit, []dicom.EditOp{dicom.SetOp(dicom.TagPatientID, strings.Repeat("9", 65))}, dicom.ErrEdit, "over the 64"},
 		{"prefix too long", latin, editExplicit, []dicom.EditOp{dicom.PrefixOp(dicom.TagPatientID, strings.Repeat("9", 61))}, dicom.ErrEdit, "over the 64"},
 		{"bad UID", latin, editExplicit, []dicom.EditOp{dicom.SetOp(dicom.TagStudyInstanceUID, "1.2.a")}, dicom.ErrEdit, "digits and dots"},
@@ -338,6 +341,7 @@ func TestEditRefused(t *testing.T) {
 		{"twice", latin, editExplicit, []dicom.EditOp{dicom.SetOp(dicom.TagPatientID, "1"), dicom.DeleteOp(dicom.TagPatientID)}, dicom.ErrEdit, "several edits"},
 		{"set sequence", latin, editExplicit, []dicom.EditOp{dicom.SetOp(dicom.TagOtherPatientIDsSequence, "1")}, dicom.ErrEdit, "sequence"},
 		{"append to non-sequence", latin, editExplicit, []dicom.EditOp{dicom.AppendItemOp(dicom.TagPatientID)}, dicom.ErrEdit, "not SQ"},
+		{"lower-case CS", latin, editExplicit, []dicom.EditOp{dicom.SetOp(dicom.TagModality, "mr")}, dicom.ErrEdit, "code string"},
 		{"bad number", latin, editExplicit, []dicom.EditOp{dicom.SetOp(tagSamplesPerPixel, "x")}, dicom.ErrEdit, "not a valid US"},
 		{"deflated", latin, editDeflated, []dicom.EditOp{dicom.DeleteOp(dicom.TagPatientID)}, dicom.ErrUnsupportedTransferSyntax, "inflate"},
 		{"truncated input", latin[:len(latin)-7], editExplicit, nil, dicom.ErrTruncated, "truncated"},
@@ -426,6 +430,19 @@ func TestEditStructures(t *testing.T) {
 				t.Errorf("group length of an unedited group dropped")
 			}
 		})
+	}
+}
+
+func TestEditUNElement(t *testing.T) {
+	var b bytes.Buffer
+	e := dicom.NewEncoder(&b, editExplicit)
+	e.WriteString(dicom.TagSpecificCharacterSet, "CS", "ISO_IR 100")
+	e.WriteElement(dicom.TagPatientID, "UN", []byte("PID1"))
+	e.WriteElement(dicom.TagPixelData, "OB", []byte{1, 2})
+	out, _ := runEdit(t, b.Bytes(), editExplicit, []dicom.EditOp{dicom.PrefixOp(dicom.TagPatientID, "S-")}, dicom.EditOptions{})
+	el, _ := scanAll(t, out, editExplicit).Get(dicom.TagPatientID)
+	if el.VR != dicom.VRLO || string(el.Raw) != "S-PID1" {
+		t.Errorf("PatientID %s %q", el.VR, el.Raw)
 	}
 }
 
