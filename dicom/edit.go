@@ -1247,3 +1247,31 @@ func (ed *editor) encodeNumbers(name string, vr VR, value string) ([]byte, error
 	}
 	return out, nil
 }
+
+// EditFile edits a Part 10 file: it reads the file meta from src, writes it
+// to dst again with WriteFileMeta (the fields of FileMeta as read: UIDs,
+// transfer syntax, implementation class and version, source AE title;
+// other group 0002 elements are not kept) and streams the data set
+// through EditWith. Written counts the meta.
+func EditFile(dst io.Writer, src io.Reader, lim Limits, edits []EditOp, opt EditOptions) (EditResult, error) {
+	br := getReader(src)
+	defer putReader(br)
+	meta, _, err := ReadFileMeta(br)
+	if err != nil {
+		return EditResult{}, err
+	}
+	ts, ok := LookupTransferSyntax(meta.TransferSyntaxUID)
+	if !ok {
+		return EditResult{}, fmt.Errorf("%w: unknown transfer syntax %q", ErrUnsupportedTransferSyntax, meta.TransferSyntaxUID)
+	}
+	if ts.Deflated {
+		return EditResult{}, fmt.Errorf("%w: cannot edit %s (%s) in place: inflate it first", ErrUnsupportedTransferSyntax, ts.Name, ts.UID)
+	}
+	n, err := WriteFileMeta(dst, meta)
+	if err != nil {
+		return EditResult{Written: n}, err
+	}
+	res, err := EditWith(dst, br, ts, lim, edits, opt)
+	res.Written += n
+	return res, err
+}

@@ -557,6 +557,30 @@ func TestEditInteropDcmtk(t *testing.T) {
 	}
 }
 
+func TestEditFile(t *testing.T) {
+	c := &testdicom.CT{PatientName: "Dupont^Jean", PatientID: "PID1", StudyUID: "1.2.3", SeriesUID: "1.2.3.4", SOPUID: "1.2.3.4.5",
+		Charset: "ISO_IR 100", Instance: 1, TransferSyntax: dicom.ImplicitVRLittleEndian, Rows: 4, Columns: 4}
+	in, err := c.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	res, err := dicom.EditFile(&out, bytes.NewReader(in), dicom.DefaultLimits(), []dicom.EditOp{dicom.PrefixOp(dicom.TagPatientID, "S-")}, dicom.EditOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Written != int64(out.Len()) || out.Len() != len(in)+2 {
+		t.Errorf("wrote %d (Written %d), input %d", out.Len(), res.Written, len(in))
+	}
+	meta, off, err := dicom.ReadFileMeta(bytes.NewReader(out.Bytes()))
+	if err != nil || meta.TransferSyntaxUID != dicom.ImplicitVRLittleEndian || meta.MediaStorageSOPInstanceUID != "1.2.3.4.5" {
+		t.Fatalf("meta %+v, %v", meta, err)
+	}
+	if v := str(t, scanAll(t, out.Bytes()[off:], editImplicit), dicom.TagPatientID); v != "S-PID1" {
+		t.Errorf("PatientID %q", v)
+	}
+}
+
 func dciodvfyErrors(t testing.TB, path string) map[string]bool {
 	out, _ := exec.Command("dciodvfy", "-new", path).CombinedOutput()
 	m := map[string]bool{}
