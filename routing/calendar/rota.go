@@ -31,6 +31,11 @@ const (
 	maxNesting = 8
 	// Supported DTSTART years.
 	minYear, maxYear = 1900, 2200
+	// maxParamValue bounds one parameter value, maxParamCost the sum of
+	// their squared lengths (go-ical decodes them in quadratic time).
+	maxParamValue, maxParamCost = 1024, 1 << 28
+	// maxTimesPerDay bounds BYHOUR × BYMINUTE × BYSECOND.
+	maxTimesPerDay = 1440
 	// lookbackSlack covers the difference between a nominal (wall-clock)
 	// and an exact duration across DST changes.
 	lookbackSlack = 2 * time.Hour
@@ -419,6 +424,10 @@ func parseRota(data []byte, loc *time.Location) (*Rota, error) {
 		k++
 		ev, rid, ridDate, cancelled, err := p.parseEvent(c, line)
 		if err != nil {
+			var pe *ParseError
+			if errors.As(err, &pe) && pe.Prop != "" && pe.Line > 0 {
+				pe.Line = propLine(data, pe.Line, pe.Prop)
+			}
 			return nil, err
 		}
 		all = append(all, parsed{ev, rid, ridDate, cancelled})
@@ -507,13 +516,21 @@ func logicalLines(data []byte, f func(line int, s string) bool) {
 	flush()
 }
 
-// prescan bounds nesting and records the line of each VEVENT directly in
-// the VCALENDAR, in document order (the decoder's children order).
+// prescan checks every content line against the grammar go-ical's decoder
+// accepts (so that it neither panics nor fails without a line number),
+// bounds nesting and parameter lengths (the decoder's parameter parsing is
+// quadratic in a value's length), and records the line of each VEVENT
+// directly in the VCALENDAR, in document order (the decoder's order).
 func prescan(data []byte) ([]int, error) {
 	var lines []int
 	depth := 0
 	var perr error
+	budget := maxParamCost
 	logicalLines(data, func(n int, s string) bool {
+		if err := checkContentLine(s, &budget); err != nil {
+			perr = &ParseError{Line: n, Err: err}
+			return false
+		}
 		name, val, _ := strings.Cut(s, ":")
 		switch strings.ToUpper(name) {
 		case "BEGIN":
@@ -536,6 +553,30 @@ func prescan(data []byte) ([]int, error) {
 	return lines, perr
 }
 
+// propLine returns the line of the first prop property of the component
+// starting at line from (or from itself if not found).
+func propLine(data []byte, from int, prop string) int {
+	found := from
+	logicalLines(data, func(n int, s string) bool {
+		if n <= from {
+			return true
+		}
+		name := s
+		if i := strings.IndexAny(s, ";:"); i >= 0 {
+			name = s[:i]
+		}
+		if strings.EqualFold(name, "END") {
+			return false
+		}
+		if strings.EqualFold(name, prop) {
+			found = n
+			return false
+		}
+		return true
+	})
+	return found
+}
+
 // locateSyntaxError finds the first line the decoder rejects, mirroring its
 // content-line grammar and BEGIN/END matching.
 func locateSyntaxError(data []byte) error {
@@ -546,8 +587,9 @@ func locateSyntaxError(data []byte) error {
 	}
 	var stack []open
 	first := true
+	budget := maxParamCost
 	logicalLines(data, func(n int, s string) bool {
-		if err := checkContentLine(s); err != nil {
+		if err := checkContentLine(s, &budget); err != nil {
 			perr = &ParseError{Line: n, Err: err}
 			return false
 		}
@@ -591,8 +633,9 @@ func locateSyntaxError(data []byte) error {
 }
 
 // checkContentLine applies go-ical's content line grammar:
-// name *(";" param "=" value *("," value)) ":" value.
-func checkContentLine(s string) error {
+// name *(";" param "=" value *("," value)) ":" value, and charges the
+// squared length of each parameter value to *budget.
+func checkContentLine(s string, budget *int) error {
 	i := strings.IndexAny(s, ";:")
 	if i < 0 {
 		return fmt.Errorf("%q: missing colon", truncate(s, 40))
@@ -613,11 +656,13 @@ func checkContentLine(s string) error {
 		}
 		s = s[eq+1:]
 		for {
+			vlen := 0
 			if len(s) > 0 && s[0] == '"' {
 				end := strings.IndexByte(s[1:], '"')
 				if end < 0 {
 					return fmt.Errorf("%s: unterminated quoted parameter value", name)
 				}
+				vlen = end
 				s = s[end+2:]
 			} else {
 				j := strings.IndexAny(s, "\";,:")
@@ -627,7 +672,14 @@ func checkContentLine(s string) error {
 				if s[j] == '"' {
 					return fmt.Errorf("%s: double quote inside an unquoted parameter value", name)
 				}
+				vlen = j
 				s = s[j:]
+			}
+			if vlen > maxParamValue {
+				return fmt.Errorf("%s: parameter value longer than %d bytes", name, maxParamValue)
+			}
+			if *budget -= vlen * vlen; *budget < 0 {
+				return fmt.Errorf("%s: too many long parameter values in the file", name)
 			}
 			if len(s) == 0 {
 				return fmt.Errorf("%s: line ends inside its parameters (missing ':')", name)
@@ -933,6 +985,9 @@ func (p *parser) addRule(ev *event, value string) (err error) {
 	}
 	o.Dtstart = ev.start
 	pinDefaults(o)
+	if n := len(o.Byhour) * len(o.Byminute) * len(o.Bysecond); n > maxTimesPerDay {
+		return fmt.Errorf("%d times per day (BYHOUR × BYMINUTE × BYSECOND) above %d", n, maxTimesPerDay)
+	}
 	if _, err := rrule.NewRRule(*o); err != nil {
 		return fmt.Errorf("%q: %v", truncate(value, 80), err)
 	}
@@ -954,7 +1009,7 @@ func (p *parser) addRule(ev *event, value string) (err error) {
 		next := rr.Iterator()
 		for i := 0; i < o.Count; i++ {
 			t, ok := next()
-			if !ok {
+			if !ok || t.Year() > maxYear+2 {
 				break
 			}
 			ev.fixed = append(ev.fixed, t)

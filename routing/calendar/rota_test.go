@@ -236,7 +236,7 @@ func TestRotaErrors(t *testing.T) {
 		{"params without colon", calHead + "BEGIN:VEVENT\r\nDTSTART;TZID=Europe/Paris\r\nEND:VEVENT\r\n" + calTail, []string{"line 5", "DTSTART", "missing ':'"}},
 		{"unclosed", calHead + "BEGIN:VEVENT\r\nUID:x\r\n", []string{"line 4", "never closed"}},
 		{"mismatched END", calHead + "BEGIN:VEVENT\r\nUID:x\r\nEND:VTODO\r\n" + calTail, []string{"line 6", "END:VTODO", "line 4"}},
-		{"bad DTSTART", ev("DTSTART:2026-03-01\r\n"), []string{"line 4", `"e1"`, "DTSTART", "2026-03-01"}},
+		{"bad DTSTART", ev("DTSTART:2026-03-01\r\n"), []string{"line 7", `"e1"`, "DTSTART", "2026-03-01"}},
 		{"missing DTSTART", ev(""), []string{"DTSTART", "missing"}},
 		{"unknown TZID", ev("DTSTART;TZID=Mars/Olympus:20260301T100000\r\n"), []string{"DTSTART", "Mars/Olympus"}},
 		{"DTEND before DTSTART", ev("DTSTART:20260301T100000Z\r\nDTEND:20260301T090000Z\r\n"), []string{"DTEND", "before"}},
@@ -247,6 +247,9 @@ func TestRotaErrors(t *testing.T) {
 		{"bad EXDATE", ev("DTSTART:20260301T100000Z\r\nEXDATE:tomorrow\r\n"), []string{"EXDATE", "tomorrow"}},
 		{"year 1", ev("DTSTART:00010101T000000Z\r\n"), []string{"DTSTART", "year 1 "}},
 		{"too long", ev("DTSTART:20260301T100000Z\r\nDTEND:20280301T100000Z\r\n"), []string{"DTEND", "longer"}},
+		{"RRULE line", ev("DTSTART:20260301T100000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=DAILY;BYDAY=XX\r\n"), []string{"line 9", "RRULE", "XX"}},
+		{"long parameter", ev("DTSTART;X-LONG=" + strings.Repeat("a", 2000) + ":20260301T100000Z\r\n"), []string{"line 7", "longer than 1024"}},
+		{"times per day", ev("DTSTART:20260301T100000Z\r\nRRULE:FREQ=DAILY;BYHOUR=0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23;BYMINUTE=0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59;BYSECOND=0,30\r\n"), []string{"times per day"}},
 		{"nested", calHead + strings.Repeat("BEGIN:X\r\n", 20), []string{"nested"}},
 	}
 	for _, c := range cases {
@@ -268,7 +271,7 @@ func TestLoadRotaFileErrors(t *testing.T) {
 	bad := filepath.Join(dir, "bad.ics")
 	os.WriteFile(bad, []byte(calHead+"BEGIN:VEVENT\r\nUID:u\r\nDTSTART:nope\r\nEND:VEVENT\r\n"+calTail), 0o644)
 	_, err := LoadRota(context.Background(), bad, nil)
-	if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "line 4") || !strings.Contains(err.Error(), "DTSTART") {
+	if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "line 6") || !strings.Contains(err.Error(), "DTSTART") {
 		t.Errorf("bad file: %v", err)
 	}
 	_, err = LoadRota(context.Background(), filepath.Join(dir, "missing.ics"), nil)
