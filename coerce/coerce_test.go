@@ -205,3 +205,29 @@ func TestCompileEdit(t *testing.T) {
 		}
 	}
 }
+
+func FuzzCompile(f *testing.F) {
+	f.Add("PatientID", "SITEA-{PatientID}", "{StudyID}")
+	f.Add("00080050", "{(0020,0010)}", "x}")
+	f.Add("AccessionNumber", "{", "{{PatientID}}")
+	attrs := AttrsFromMap(map[string]string{"00100020": "PID1", "00200010": "S{1}"})
+	f.Fuzz(func(t *testing.T, key, tpl, ins string) {
+		s := Spec{Set: map[string]string{key: tpl}, Prefix: map[string]string{"PatientID": tpl}, IfMissing: map[string]string{"AccessionNumber": ins},
+			INS: &INSSpec{Value: ins}}
+		verr := s.Validate()
+		ops, err := s.Compile(attrs)
+		if (verr == nil) != (err == nil) {
+			t.Fatalf("Validate %v but Compile %v", verr, err)
+		}
+		if err == nil {
+			// the ops are well-formed for dicom.Edit (values may still be refused)
+			var out bytes.Buffer
+			c := &testdicom.CT{PatientID: "PID1", StudyUID: "1.2", SeriesUID: "1.2.3", SOPUID: "1.2.3.4", Charset: "ISO_IR 192", Rows: 2, Columns: 2}
+			in, _ := c.Dataset()
+			ts, _ := dicom.LookupTransferSyntax(dicom.ExplicitVRLittleEndian)
+			if _, err := dicom.Edit(&out, bytes.NewReader(in), ts, dicom.DefaultLimits(), ops); err != nil && !errors.Is(err, dicom.ErrEdit) {
+				t.Fatalf("Edit: %v", err)
+			}
+		}
+	})
+}
