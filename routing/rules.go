@@ -8,7 +8,9 @@
 package routing
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -22,7 +24,9 @@ import (
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
+	"go.yaml.in/yaml/v3"
 
+	"github.com/relais-health/relais/coerce"
 	"github.com/relais-health/relais/config"
 	"github.com/relais-health/relais/dicom"
 	"github.com/relais-health/relais/routing/calendar"
@@ -85,7 +89,8 @@ type Rule struct {
 	Route       config.Route
 
 	prog   *vm.Program
-	idents []string // the names the expression reads, for "why"
+	idents []string        // the names the expression reads, for "why"
+	coerce json.RawMessage // the coerce.Spec handed to tasks (nil: none)
 }
 
 // Rules is a compiled, immutable rule set.
@@ -267,6 +272,13 @@ func (rs *Rules) compileRule(cfg *config.Config, i int, r config.Route, calErr m
 		if !found {
 			return nil, bad("priors.from", "unknown remote AE %q", r.Priors.From)
 		}
+	}
+	if r.Coerce != nil && r.Coerce.Kind != 0 {
+		raw, err := compileCoerce(r.Coerce)
+		if err != nil {
+			return nil, bad("coerce", "%v", err)
+		}
+		rule.coerce = raw
 	}
 	if rule.When == "" {
 		return rule, nil
@@ -742,4 +754,26 @@ func (rs *Rules) why(r *Rule, env map[string]any, trace []string) string {
 		return "constant condition"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// compileCoerce checks a route's coerce block (coerce.Spec) and returns it
+// as JSON for Task.Coerce.
+func compileCoerce(n *yaml.Node) (json.RawMessage, error) {
+	src, err := yaml.Marshal(n)
+	if err != nil {
+		return nil, err
+	}
+	var spec coerce.Spec
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&spec); err != nil {
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if spec.Empty() {
+		return nil, nil
+	}
+	return json.Marshal(spec)
 }
