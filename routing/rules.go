@@ -366,8 +366,12 @@ func (v visitor) Visit(n *ast.Node) { v(n) }
 
 func oneLine(err error) string {
 	s := err.Error()
-	// expr errors carry a caret drawing on following lines; keep it, on one line.
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " | ")), " ")
+	// expr errors draw a caret under the source on the following lines:
+	// the first line has the message and the position.
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
 }
 
 var indexedSet = func() map[string]bool {
