@@ -264,6 +264,9 @@ func (e *event) appendAt(out []Shift, t time.Time, loc *time.Location) []Shift {
 		}
 		seen[s.Unix()] = true
 		sh := e.tmpl
+		// Copies: callers may modify what they get without touching the rota.
+		sh.Attendees = append([]string(nil), e.tmpl.Attendees...)
+		sh.Categories = append([]string(nil), e.tmpl.Categories...)
 		sh.Start, sh.End = s.In(loc), end.In(loc)
 		out = append(out, sh)
 	}
@@ -544,7 +547,7 @@ func prescan(data []byte) ([]int, error) {
 			}
 		case "END":
 			depth--
-			if depth == 0 {
+			if depth <= 0 {
 				return false // the decoder stops after the first VCALENDAR
 			}
 		}
