@@ -53,7 +53,7 @@ type Spec struct {
 	// IssuerOfPatientID sets Issuer of Patient ID (0010,0021) and appends
 	// the local Patient ID (after this spec's own set/prefix/replace of
 	// PatientID) with this issuer to Other Patient IDs Sequence
-	// (0010,1002).
+	// (0010,1002), unless an item already holds them.
 	IssuerOfPatientID string `yaml:"issuer_of_patient_id"`
 	// INS appends the French national health identifier as an Other
 	// Patient IDs item qualified by the INS OID.
@@ -411,10 +411,12 @@ func (s Spec) Compile(attrs func(tag dicom.Tag) (string, bool)) ([]dicom.EditOp,
 		if issuer != "" {
 			ops = append(ops, dicom.SetOp(dicom.TagIssuerOfPatientID, issuer))
 			if pid != "" {
-				ops = append(ops, dicom.AppendItemOp(dicom.TagOtherPatientIDsSequence,
+				op := dicom.AppendItemOp(dicom.TagOtherPatientIDsSequence,
 					dicom.SetOp(dicom.TagPatientID, pid),
 					dicom.SetOp(dicom.TagIssuerOfPatientID, issuer),
-					dicom.SetOp(tagTypeOfPatientID, "TEXT")))
+					dicom.SetOp(tagTypeOfPatientID, "TEXT"))
+				op.SkipIfPresent = true
+				ops = append(ops, op)
 			}
 		}
 	}
@@ -441,15 +443,18 @@ func (s Spec) Compile(attrs func(tag dicom.Tag) (string, bool)) ([]dicom.EditOp,
 // INSItem returns the op appending an INS to Other Patient IDs Sequence:
 // Patient ID, Issuer of Patient ID, Type of Patient ID TEXT and Issuer of
 // Patient ID Qualifiers Sequence with the OID as Universal Entity ID of
-// type ISO.
+// type ISO; it is skipped when the sequence already has an item with the
+// same ID, issuer and type (SkipIfPresent).
 func INSItem(ins, issuer, oid string) dicom.EditOp {
-	return dicom.AppendItemOp(dicom.TagOtherPatientIDsSequence,
+	op := dicom.AppendItemOp(dicom.TagOtherPatientIDsSequence,
 		dicom.SetOp(dicom.TagPatientID, ins),
 		dicom.SetOp(dicom.TagIssuerOfPatientID, issuer),
 		dicom.SetOp(tagTypeOfPatientID, "TEXT"),
 		dicom.AppendItemOp(tagIssuerQualifiersSeq,
 			dicom.SetOp(tagUniversalEntityID, oid),
 			dicom.SetOp(tagUniversalEntityType, "ISO")))
+	op.SkipIfPresent = true
+	return op
 }
 
 // AttrsFromMap adapts an index record (8-hex tag → UTF-8 value, as

@@ -117,8 +117,8 @@ func TestCompile(t *testing.T) {
 		dicom.SetIfMissingOp(dicom.TagAccessionNumber, "S42"),
 		dicom.DeleteOp(dicom.TagPatientBirthDate),
 		dicom.SetOp(dicom.TagIssuerOfPatientID, "SITEA"),
-		dicom.AppendItemOp(dicom.TagOtherPatientIDsSequence, dicom.SetOp(dicom.TagPatientID, "SITEA-PID1"),
-			dicom.SetOp(dicom.TagIssuerOfPatientID, "SITEA"), dicom.SetOp(tagTypeOfPatientID, "TEXT")),
+		{Kind: dicom.EditAppendItem, Tag: dicom.TagOtherPatientIDsSequence, SkipIfPresent: true, Item: []dicom.EditOp{
+			dicom.SetOp(dicom.TagPatientID, "SITEA-PID1"), dicom.SetOp(dicom.TagIssuerOfPatientID, "SITEA"), dicom.SetOp(tagTypeOfPatientID, "TEXT")}},
 		INSItem(validINS, "ASIP-SANTE-INS-NIR", OIDINSNIR),
 	}
 	if !reflect.DeepEqual(ops, want) {

@@ -82,6 +82,11 @@ type EditOp struct {
 	IfAbsent string
 	// Item holds the elements of the item AppendItem appends.
 	Item []EditOp
+	// SkipIfPresent makes AppendItem skip the item when the sequence
+	// already has an item with the same values for all the item's
+	// top-level Set elements (so coercing twice adds nothing). The
+	// existing sequence is then held in memory (at most MaxHeldValue).
+	SkipIfPresent bool
 }
 
 // SetOp returns an EditSet op.
@@ -474,8 +479,8 @@ func (ed *editor) insert(g *opGroup) error {
 		}
 		if !g.record {
 			ed.recordOriginal(g.tag, VRSQ, nil, true)
-			for range items {
-				ed.note(g.tag, "append-item", "", itemSummary(op.Item))
+			for _, o := range g.ops {
+				ed.note(g.tag, "append-item", "", itemSummary(o.Item))
 			}
 		}
 		return nil
@@ -822,6 +827,13 @@ func (ed *editor) appendItems(g *opGroup, vr VR, length uint32, start int64) err
 		rec = &limitedBuffer{b: new(bytes.Buffer), max: int(ed.lim.MaxHeldValue)}
 		body = io.MultiWriter(ed.out, rec)
 	}
+	dedupe := false
+	for _, op := range g.ops {
+		dedupe = dedupe || op.SkipIfPresent
+	}
+	if dedupe && !g.record {
+		return ed.appendDedupe(g, length, start)
+	}
 	var items [][]byte
 	var extra []byte
 	if !g.record {
@@ -878,8 +890,8 @@ func (ed *editor) appendItems(g *opGroup, vr VR, length uint32, start int64) err
 		if g.record {
 			ed.note(tag, "append-item", "", "original attributes")
 		} else {
-			for range items {
-				ed.note(tag, "append-item", "", itemSummary(g.ops[0].Item))
+			for _, op := range g.ops {
+				ed.note(tag, "append-item", "", itemSummary(op.Item))
 			}
 		}
 	}
@@ -1274,4 +1286,113 @@ func EditFile(dst io.Writer, src io.Reader, lim Limits, edits []EditOp, opt Edit
 	res, err := EditWith(dst, br, ts, lim, edits, opt)
 	res.Written += n
 	return res, err
+}
+
+// appendDedupe appends the items of g that the present sequence does not
+// already hold (SkipIfPresent): the sequence is buffered (bounded by
+// MaxHeldValue), scanned and written back with the new items.
+func (ed *editor) appendDedupe(g *opGroup, length uint32, start int64) error {
+	tag, enc := g.tag, ed.enc
+	lb := &limitedBuffer{b: new(bytes.Buffer), max: int(ed.lim.MaxHeldValue)}
+	if err := ed.writeHeader(lb, enc, tag, VRSQ, length); err != nil {
+		return err
+	}
+	hdrLen := lb.b.Len()
+	if err := ed.copySequence(enc, lb, lb, tag, length, start, -1, 0, nil); err != nil {
+		if errors.Is(err, errRecordTooBig) {
+			return editErr("append-item with SkipIfPresent: sequence %s is larger than MaxHeldValue", tag)
+		}
+		return err
+	}
+	whole := lb.b.Bytes()
+	res, err := Scan(bytes.NewReader(whole), ed.ts, ed.lim, WantAll)
+	if err != nil {
+		return err
+	}
+	var have []*Dataset
+	if el, ok := res.Dataset.Get(tag); ok {
+		have = el.Items
+	}
+	var extra []byte
+	var kept []EditOp
+	for _, op := range g.ops {
+		if op.SkipIfPresent && hasItem(have, op.Item, ed.cs) {
+			continue
+		}
+		it, err := ed.encodeItem(op.Item, 1)
+		if err != nil {
+			return err
+		}
+		var b bytes.Buffer
+		ed.writeHeader(&b, enc, TagItem, "", uint32(len(it)))
+		b.Write(it)
+		extra = append(extra, b.Bytes()...)
+		kept = append(kept, op)
+	}
+	body := whole[hdrLen:]
+	if length == undefinedLength {
+		body = body[:len(body)-8] // the sequence delimitation item
+	}
+	newLen := length
+	if length != undefinedLength {
+		if uint64(length)+uint64(len(extra)) >= undefinedLength {
+			return editErr("appending to %s makes it too long", tag)
+		}
+		newLen = length + uint32(len(extra))
+	}
+	if err := ed.writeHeader(ed.out, enc, tag, VRSQ, newLen); err != nil {
+		return err
+	}
+	if err := ed.write(ed.out, body); err != nil {
+		return err
+	}
+	if err := ed.write(ed.out, extra); err != nil {
+		return err
+	}
+	if length == undefinedLength {
+		if err := ed.writeHeader(ed.out, enc, TagSequenceDelimitationItem, "", 0); err != nil {
+			return err
+		}
+	}
+	if len(kept) > 0 {
+		if ed.opt.RecordOriginal {
+			ed.writeHeader(&ed.orig, enc, tag, VRSQ, undefinedLength)
+			ed.orig.Write(body)
+			ed.writeHeader(&ed.orig, enc, TagSequenceDelimitationItem, "", 0)
+			ed.origCount++
+		}
+		for _, op := range kept {
+			ed.note(tag, "append-item", "", itemSummary(op.Item))
+		}
+	}
+	return nil
+}
+
+// hasItem reports whether one of items has the values of all the
+// top-level Set elements of want.
+func hasItem(items []*Dataset, want []EditOp, cs []string) bool {
+	n := 0
+	for _, op := range want {
+		if op.Kind == EditSet && opVR(op) != VRSQ {
+			n++
+		}
+	}
+	if n == 0 {
+		return false
+	}
+next:
+	for _, it := range items {
+		it.CharacterSet = cs
+		for _, op := range want {
+			if op.Kind != EditSet || opVR(op) == VRSQ {
+				continue
+			}
+			v, err := it.String(op.Tag)
+			if _, ok := it.Get(op.Tag); !ok || err != nil || v != strings.Trim(op.Value, " ") {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
 }

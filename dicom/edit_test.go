@@ -433,6 +433,42 @@ func TestEditStructures(t *testing.T) {
 	}
 }
 
+func TestEditSkipIfPresent(t *testing.T) {
+	ins := insItem("1840512345678")
+	ins.SkipIfPresent = true
+	local := dicom.AppendItemOp(dicom.TagOtherPatientIDsSequence, dicom.SetOp(dicom.TagPatientID, "PID1"), dicom.SetOp(dicom.TagIssuerOfPatientID, "SITEA"))
+	local.SkipIfPresent = true
+	ops := []dicom.EditOp{ins, local}
+	for _, ts := range []dicom.TransferSyntax{editImplicit, editExplicit, editBig, editJPEG} {
+		for _, withSeq := range []bool{false, true} {
+			var in []byte
+			switch {
+			case ts.Encapsulated || withSeq && ts.ExplicitVR:
+				in = buildRaw(t, ts) // undefined-length sequence
+			case withSeq:
+				in = editCT(t, ts, "ISO_IR 100", "A", testdicom.OtherPatientID{ID: "PID1", Issuer: "SITEA"})
+			default:
+				in = editCT(t, ts, "ISO_IR 100", "A")
+			}
+			out1, res1 := runEdit(t, in, ts, ops, dicom.EditOptions{})
+			out2, res2 := runEdit(t, out1, ts, ops, dicom.EditOptions{RecordOriginal: true})
+			if res2.Changed || !bytes.Equal(out1, out2) {
+				t.Errorf("%s %v: second pass changed %+v", ts.Name, withSeq, res2.Changes)
+			}
+			ids := otherIDs(t, scanAll(t, out2, ts))
+			n := 0
+			for _, c := range res1.Changes {
+				if c.Action == "append-item" {
+					n++
+				}
+			}
+			if want := len(ids) - map[bool]int{false: 0, true: 1}[withSeq || ts.Encapsulated]; n != want || n == 0 {
+				t.Errorf("%s %v: %d items appended, ids %v", ts.Name, withSeq, n, ids)
+			}
+		}
+	}
+}
+
 func TestEditUNElement(t *testing.T) {
 	var b bytes.Buffer
 	e := dicom.NewEncoder(&b, editExplicit)
