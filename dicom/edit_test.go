@@ -705,7 +705,10 @@ func FuzzEdit(f *testing.F) {
 			f.Add(uint8(i), buildRaw(f, ts))
 		}
 	}
+	dedup := insItem("2")
+	dedup.SkipIfPresent = true
 	ops := []dicom.EditOp{
+		dedup,
 		dicom.SetOp(tagInstitutionName, "Hôpital"),
 		dicom.DeleteOp(dicom.TagStudyDescription),
 		dicom.PrefixOp(dicom.TagPatientID, "SITEA-"),
