@@ -247,7 +247,11 @@ func (s Spec) entries() ([]entry, error) {
 				err = checkTag(t, vrOK)
 			}
 			if err == nil {
-				_, err = placeholders(m[k])
+				var ph []dicom.Tag
+				ph, err = placeholders(m[k])
+				if err == nil && len(ph) == 0 {
+					err = dicom.CheckEditValue(t, "", m[k])
+				}
 			}
 			if err != nil {
 				return specErr("%s: %q: %v", section, k, err)

@@ -1396,3 +1396,20 @@ next:
 	}
 	return false
 }
+
+// CheckEditValue checks a UTF-8 value for tag as Edit would before knowing
+// the data set's character set (as if it were ISO_IR 192): the VR (from
+// the dictionary unless vr is given) must be settable from text, and the
+// value must fit the VR's length and character rules. Configuration
+// loaders use it to refuse bad values early.
+func CheckEditValue(tag Tag, vr VR, value string) error {
+	if vr == "" {
+		vr = LookupVR(tag)
+	}
+	if !vr.valid() {
+		return editErr("%s: invalid VR %q", tag, vr)
+	}
+	ed := &editor{cs: []string{"ISO_IR 192"}}
+	_, err := ed.encodeValue(tag, vr, value)
+	return err
+}
