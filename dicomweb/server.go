@@ -77,6 +77,9 @@ type Server struct {
 	MaxResults int
 	// MaxSTOWSize bounds one STOW-RS request body.
 	MaxSTOWSize int64
+	// Full, when set, reports that the data disk is too full to store:
+	// STOW-RS then answers 503 (with Retry-After) before reading the body.
+	Full func() bool
 	// Workers is the parallelism of metadata reads (default 8: blob reads
 	// wait on the disk or S3, not the CPU).
 	Workers int

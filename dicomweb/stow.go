@@ -25,6 +25,11 @@ func (s *Server) stow(c *gin.Context) {
 		s.fail(c, http.StatusNotAcceptable, "the STOW-RS answer is application/dicom+json or application/dicom+xml (Accept: %s)", acceptOf(c.Request))
 		return
 	}
+	if s.Full != nil && s.Full() {
+		c.Header("Retry-After", "60")
+		s.fail(c, http.StatusServiceUnavailable, "the data disk is full: nothing can be stored until space is freed")
+		return
+	}
 	user, _ := c.Get(userKey)
 	u, _ := user.(string)
 	base := s.baseURL(c.Request)

@@ -22,6 +22,7 @@ func (n *Node) openDICOMweb() error {
 		CORSMaxAge: time.Duration(cfg.HTTP.CORS.MaxAge), MaxResults: cfg.Limits.MaxFindResults,
 		MaxSTOWSize: int64(cfg.HTTP.MaxSTOWSize),
 	}
+	n.DICOMweb.Full = n.disk.full
 	n.DICOMweb.Metrics = dicomweb.NewMetrics()
 	n.DICOMweb.Metrics.Register(n.Metrics.Registry)
 	if cfg.HTTP.Auth == config.AuthNone {

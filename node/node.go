@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -56,6 +57,7 @@ type Node struct {
 	// never on a node reachable by others).
 	Pprof bool
 
+	disk     *diskGuard
 	dimse    *dimse.Server
 	http     *http.Server
 	dicomLn  net.Listener
@@ -131,6 +133,16 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 	}
 	if replayed > 0 || skipped > 0 {
 		log.Info("recovered index from journal", "replayed", replayed, "skipped_unacknowledged", skipped)
+	}
+	n.disk = &diskGuard{dir: cfg.DataDir, min: uint64(cfg.Routing.MinFreeSpace),
+		onLow: func(free, min uint64) {
+			log.Error("data disk almost full: refusing new associations and instances until space is freed", "free_bytes", free, "min_free_space", min)
+			n.Journal.AppendAsync(&journal.Event{Kind: "disk.low", Reason: fmt.Sprintf("free %d bytes < routing.min_free_space %d", free, min)})
+		},
+		onClear: func(free uint64) {
+			log.Info("data disk has room again: accepting instances", "free_bytes", free)
+			n.Journal.AppendAsync(&journal.Event{Kind: "disk.ok", Reason: fmt.Sprintf("free %d bytes", free)})
+		},
 	}
 	if err := n.openDICOMweb(); err != nil {
 		n.Close()
@@ -250,6 +262,9 @@ func (n *Node) admit(ctx context.Context, rq *dimse.AssociateRequest) *dimse.Rej
 	if !cfg.DICOM.AcceptAnyCalledAE && strings.TrimSpace(rq.CalledAE) != cfg.AETitle {
 		return &dimse.Rejection{Result: dimse.RejectedPermanent, Source: dimse.SourceServiceUser, Reason: dimse.ReasonCalledAENotRecognized}
 	}
+	if n.disk.full() {
+		return &dimse.Rejection{Result: dimse.RejectedTransient, Source: dimse.SourceServiceProviderPresentation, Reason: dimse.ReasonLocalLimitExceeded}
+	}
 	if len(cfg.DICOM.AllowedCallers) == 0 {
 		return nil
 	}
@@ -327,6 +342,11 @@ func (n *Node) serveStore(ctx context.Context, w dimse.ResponseWriter, r *dimse.
 	}
 	if rq.Data == nil {
 		w.Respond(dimse.Status{Code: dimse.StatusCannotUnderstand, Comment: "C-STORE-RQ without a data set"}, nil)
+		return
+	}
+	if n.disk.full() {
+		io.Copy(io.Discard, rq.Data)
+		w.Respond(dimse.Status{Code: ingest.StatusOutOfResources, Comment: "data disk full: instance not stored"}, nil)
 		return
 	}
 	res, err := n.Ingest.Store(ctx, rq)
