@@ -61,12 +61,12 @@ func clockOf(lt time.Time) TimeOfDay {
 	return TimeOfDay(lt.Hour()*60 + lt.Minute())
 }
 
-// Span is a daily time range [From, To); From > To crosses midnight.
-type Span struct {
+// span is a daily time range [From, To); From > To crosses midnight.
+type span struct {
 	From, To TimeOfDay
 }
 
-func (s Span) String() string { return s.From.String() + "-" + s.To.String() }
+func (s span) String() string { return s.From.String() + "-" + s.To.String() }
 
 // Window is a weekly recurring set of time ranges, such as
 // "Mon-Fri 08:00-18:30". The zero Window contains nothing. A range that
@@ -75,7 +75,7 @@ func (s Span) String() string { return s.From.String() + "-" + s.To.String() }
 type Window struct {
 	src   string
 	days  [7]bool // indexed by time.Weekday
-	spans []Span  // empty: all day
+	spans []span  // empty: all day
 	loc   *time.Location
 }
 
@@ -179,7 +179,7 @@ func ParseWindowIn(s string, loc *time.Location) (Window, error) {
 			if from == to {
 				return Window{}, fmt.Errorf("window %q: range %q is empty (use 00:00-24:00 for a whole day)", s, r)
 			}
-			w.spans = append(w.spans, Span{from, to})
+			w.spans = append(w.spans, span{from, to})
 		}
 	}
 	return w, nil
@@ -203,7 +203,7 @@ func (w Window) Location() *time.Location { return orDefault(w.loc) }
 // In returns a copy of w evaluated in loc.
 func (w Window) In(loc *time.Location) Window {
 	w.loc = orDefault(loc)
-	w.spans = append([]Span(nil), w.spans...)
+	w.spans = append([]span(nil), w.spans...)
 	return w
 }
 
