@@ -484,8 +484,12 @@ func (d *Dispatcher) journal(kind string, t *Task, reason string, data eventData
 	}
 	data.Task, data.Route, data.Priority = t.ID, t.Route, t.Priority
 	b, _ := json.Marshal(data)
-	d.Journal.AppendAsync(&journal.Event{Kind: kind, StudyUID: t.StudyUID, SeriesUID: t.SeriesUID, SOPInstanceUID: t.SOPInstanceUID,
-		Reason: reason, Data: b})
+	d.Journal.AppendAsync(journalEvent(kind, t, reason, "", b))
+}
+
+func journalEvent(kind string, t *Task, reason, user string, data []byte) *journal.Event {
+	return &journal.Event{Kind: kind, User: user, StudyUID: t.StudyUID, SeriesUID: t.SeriesUID, SOPInstanceUID: t.SOPInstanceUID,
+		Reason: reason, Data: data}
 }
 
 // report journals, counts and logs one recorded outcome.
