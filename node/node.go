@@ -58,6 +58,7 @@ type Node struct {
 	Pprof bool
 
 	disk     *diskGuard
+	routing  *nodeRouting
 	dimse    *dimse.Server
 	http     *http.Server
 	dicomLn  net.Listener
@@ -144,6 +145,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 			n.Journal.AppendAsync(&journal.Event{Kind: "disk.ok", Reason: fmt.Sprintf("free %d bytes", free)})
 		},
 	}
+	if err := n.openRouting(); err != nil {
+		n.Close()
+		return nil, err
+	}
 	if err := n.openDICOMweb(); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("node: dicomweb: %w", err)
@@ -210,10 +215,11 @@ func (n *Node) Serve(ctx context.Context) error {
 		OnEvent:                   n.onEvent,
 		Logger:                    n.Logger,
 	}
+	stopRouting := n.startRouting()
 	errc := make(chan error, 2)
 	go func() { errc <- n.dimse.Serve(n.dicomLn) }()
 	if n.httpLn != nil {
-		n.http = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		n.http = &http.Server{Handler: n.routingHandler(n.httpHandler()), ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- n.http.Serve(n.httpLn) }()
 	}
 	n.Logger.Info("relais serving", "ae", cfg.AETitle, "dicom", n.dicomLn.Addr().String(), "http", addrString(n.httpLn), "data", cfg.DataDir)
@@ -233,6 +239,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	if serr := n.dimse.Shutdown(sctx); serr != nil && err == nil && !errors.Is(serr, dimse.ErrServerClosed) {
 		err = serr
 	}
+	stopRouting()
 	return err
 }
 
