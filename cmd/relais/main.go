@@ -31,6 +31,7 @@ func main() {
 	root.AddCommand(moveCmd(), getCmd())
 	root.AddCommand(findCmd())
 	root.AddCommand(tokenCmd())
+	root.AddCommand(queueCmd())
 	root.AddCommand(routeCmd())
 	err := root.ExecuteContext(ctx)
 	var ee exitError
