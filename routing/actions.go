@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -190,23 +191,62 @@ func Prepare(t *queue.Task, inst *storage.Instance, r io.Reader) (io.Reader, err
 	}
 	var spec coerce.Spec
 	if err := json.Unmarshal(t.Coerce, &spec); err != nil {
-		return nil, fmt.Errorf("coerce spec of route %q: %w", t.Route, err)
+		return nil, queue.Permanent(fmt.Errorf("coerce spec of route %q: %w", t.Route, err))
 	}
 	ops, err := spec.Compile(coerce.AttrsFromMap(inst.Attrs))
 	if err != nil {
-		return nil, fmt.Errorf("coerce (route %q): %w", t.Route, err)
+		return nil, queue.Permanent(fmt.Errorf("coerce (route %q): %w", t.Route, err))
 	}
 	if len(ops) == 0 {
 		return r, nil
 	}
 	ts, ok := dicom.LookupTransferSyntax(inst.TransferSyntaxUID)
 	if !ok {
-		return nil, fmt.Errorf("coerce: unknown transfer syntax %s", inst.TransferSyntaxUID)
+		return nil, queue.Permanent(fmt.Errorf("coerce: unknown transfer syntax %s", inst.TransferSyntaxUID))
 	}
 	pr, pw := io.Pipe()
+	pw2 := &progressWriter{w: pw}
+	pw2.touch()
+	done := make(chan struct{})
 	go func() {
-		_, err := dicom.Edit(pw, r, ts, dicom.DefaultLimits(), ops)
+		_, err := dicom.Edit(pw2, r, ts, dicom.DefaultLimits(), ops)
 		pw.CloseWithError(err)
+		close(done)
+	}()
+	// The Dispatcher does not tell when it gives up reading (an aborted
+	// send): a reader that stops consuming for prepareStall frees the
+	// editing goroutine.
+	go func() {
+		t := time.NewTicker(prepareStall / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if time.Since(pw2.last()) > prepareStall {
+					pr.CloseWithError(fmt.Errorf("coerce: the sender stopped reading for %v", prepareStall))
+					return
+				}
+			}
+		}
 	}()
 	return pr, nil
+}
+
+// prepareStall bounds how long a coerced data set waits for its sender.
+var prepareStall = 2 * time.Minute
+
+type progressWriter struct {
+	w  io.Writer
+	ns atomic.Int64
+}
+
+func (p *progressWriter) touch()          { p.ns.Store(time.Now().UnixNano()) }
+func (p *progressWriter) last() time.Time { return time.Unix(0, p.ns.Load()) }
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.touch()
+	return n, err
 }

@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/relais-health/relais/dicom"
 	"github.com/relais-health/relais/internal/testdicom"
+	"github.com/relais-health/relais/routing/queue"
 	"github.com/relais-health/relais/storage"
+	"go.yaml.in/yaml/v3"
 )
 
 func TestExtractorAndRules(t *testing.T) {
@@ -99,3 +103,80 @@ routes: [{name: new-dest, forward: [other]}]
 }
 
 func readFile(p string) ([]byte, error) { return os.ReadFile(p) }
+
+func TestPrepareCoerces(t *testing.T) {
+	// config.Parse refuses any coerce block today (KnownFields on a
+	// *yaml.Node field): the node is set by hand.
+	cfg := testConfig(t, destsYAML+`
+routes:
+  - name: c
+    forward: [local-pacs]
+`)
+	cfg.Routes[0].Coerce = yamlNode(t, `{prefix: {PatientID: "SITEA-"}, set: {InstitutionName: "CH SUD"}, issuer_of_patient_id: SITEA}`)
+	rs, err := Compile(cfg, rotaLoader(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := rs.Rules[0].coerce
+	if raw == nil {
+		t.Fatal("no coercion compiled")
+	}
+	files, err := testdicom.Study(t.TempDir(), 1, "1.2.840.10008.1.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := NewExtractor()
+	defer x.Close()
+	inst, err := x.InstanceFromFile(context.Background(), files[0], storage.Source{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, _, err := testdicom.DatasetOf(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk := &queue.Task{Route: "c", Coerce: raw}
+	r, err := Prepare(tk, inst, bytes.NewReader(ds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, _ := dicom.LookupTransferSyntax(inst.TransferSyntaxUID)
+	res, err := dicom.Scan(r, ts, dicom.DefaultLimits(), dicom.WantAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := res.Dataset.String(dicom.TagPatientID)
+	inn, _ := res.Dataset.String(dicom.TagInstitutionName)
+	iss, _ := res.Dataset.String(dicom.TagIssuerOfPatientID)
+	if pid != "SITEA-"+inst.PatientID || inn != "CH SUD" || iss != "SITEA" {
+		t.Errorf("coerced: PatientID %q InstitutionName %q Issuer %q", pid, inn, iss)
+	}
+	// Without coercion the data set passes through untouched.
+	r, err = Prepare(&queue.Task{}, inst, bytes.NewReader(ds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r)
+	if !bytes.Equal(b, ds) {
+		t.Error("data set changed without coercion")
+	}
+	// A bad coerce block names the rule.
+	cfg = testConfig(t, destsYAML+`
+routes:
+  - {name: badc, forward: [local-pacs]}
+`)
+	cfg.Routes[0].Coerce = yamlNode(t, `{sett: {PatientID: x}}`)
+	_, err = Compile(cfg, rotaLoader(t))
+	if err == nil || !strings.Contains(err.Error(), `route "badc": coerce:`) {
+		t.Errorf("bad coerce: %v", err)
+	}
+}
+
+func yamlNode(t *testing.T, src string) *yaml.Node {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc.Content[0]
+}
