@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,9 +63,23 @@ func (d *Dispatcher) operator(kind string, t *Task, reason, user string) {
 	d.Journal.AppendAsync(journalEvent(kind, t, reason, user, b))
 }
 
-// AdminHandler serves the queue's REST API (mount it behind admin
-// authentication; the authenticated user, when the middleware puts it in
-// the X-Relais-User request header, is journaled with operator actions):
+type userKey struct{}
+
+// WithUser returns a context carrying the authenticated user: the
+// authentication middleware in front of AdminHandler sets it on the
+// request's context so that operator actions are journaled with the user.
+func WithUser(ctx context.Context, user string) context.Context {
+	return context.WithValue(ctx, userKey{}, user)
+}
+
+func userOf(ctx context.Context) string {
+	u, _ := ctx.Value(userKey{}).(string)
+	return u
+}
+
+// AdminHandler serves the queue's REST API. Mount it behind admin
+// authentication, which should put the user in the request's context with
+// WithUser (operator actions are journaled with it):
 //
 //	GET  /api/queue/tasks?state=&dest=&study=&route=&limit=   tasks (JSON array; limit default 1000)
 //	GET  /api/queue/tasks/{id}                                one task
@@ -126,7 +141,7 @@ func (d *Dispatcher) AdminHandler() http.Handler {
 		}
 		return b.Reason, b.Destination, nil
 	}
-	user := func(r *http.Request) string { return r.Header.Get("X-Relais-User") }
+	user := func(r *http.Request) string { return userOf(r.Context()) }
 	mux.HandleFunc("POST /api/queue/tasks/{id}/retry", func(w http.ResponseWriter, r *http.Request) {
 		t, err := d.RetryTask(r.PathValue("id"), user(r))
 		answer(w, t, err)

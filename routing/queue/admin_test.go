@@ -55,12 +55,15 @@ func TestAdminHandler(t *testing.T) {
 		d.Senders = map[string]Sender{"a": fake, "b": fake}
 	})
 	n.waitStates(ids, Dead, 10*time.Second)
-	srv := httptest.NewServer(d.AdminHandler())
+	api := d.AdminHandler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api.ServeHTTP(w, r.WithContext(WithUser(r.Context(), r.Header.Get("X-Test-User"))))
+	}))
 	defer srv.Close()
 	do := func(method, path, body string) (int, []byte) {
 		t.Helper()
 		rq, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-		rq.Header.Set("X-Relais-User", "admin1")
+		rq.Header.Set("X-Test-User", "admin1")
 		resp, err := http.DefaultClient.Do(rq)
 		if err != nil {
 			t.Fatal(err)

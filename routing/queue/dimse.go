@@ -91,6 +91,15 @@ func (s *DIMSESender) get(ctx context.Context, items []Item) (*pooled, error) {
 		s.mu.Unlock()
 		return p, nil
 	}
+	s.mu.Unlock()
+	return s.dial(ctx, items)
+}
+
+// dial opens an association proposing what items need, then what earlier
+// batches needed.
+func (s *DIMSESender) dial(ctx context.Context, items []Item) (*pooled, error) {
+	need := keysOf(items)
+	s.mu.Lock()
 	// Propose what this batch needs, then what others needed, within the
 	// 128 contexts of PS3.8.
 	var insts []*storage.Instance
@@ -201,6 +210,7 @@ func (s *DIMSESender) Send(ctx context.Context, dest string, items []Item) []err
 	}
 	// A data set in flight is finished even when ctx ends.
 	storeCtx := context.WithoutCancel(ctx)
+	fresh := p.timer == nil // dialed for this Send, not reused
 	for i, it := range items {
 		if err := ctx.Err(); err != nil {
 			errs[i] = err
@@ -221,6 +231,20 @@ func (s *DIMSESender) Send(ctx context.Context, dest string, items []Item) []err
 			continue
 		}
 		st, err := storeItem(storeCtx, p.a, pc, it)
+		if err != nil && !fresh && i == 0 {
+			// The peer may have closed the idle association we reused
+			// (its own idle timeout; the write fails before the end is
+			// noticed): associate again once and resend.
+			p.a.Abort()
+			fresh = true
+			if np, derr := s.dial(ctx, items); derr == nil {
+				p = np
+				if pc, ok = retrieve.PickContext(p.a.Accepted(), inst.SOPClassUID, inst.TransferSyntaxUID); ok {
+					st, err = storeItem(storeCtx, p.a, pc, it)
+				}
+			}
+		}
+		fresh = true
 		switch {
 		case err != nil:
 			errs[i] = err

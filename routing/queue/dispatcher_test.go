@@ -852,3 +852,66 @@ func toFloat(c prometheus.Metric) float64 {
 
 var _ = io.EOF
 var _ = sort.Strings
+
+// TestReusedAssociationClosedByPeer: an idle association the peer closed
+// (its own idle timeout) is replaced without failing the batch.
+func TestReusedAssociationClosedByPeer(t *testing.T) {
+	n := newNode(t)
+	s := newSCP(t, "+xa").start()
+	// A proxy in front of storescp whose connections the test can cut.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.port))
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, up)
+			mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+	sops := n.ingest(cts(4, dicom.ExplicitVRLittleEndian)...)
+	var items []Item
+	d := &Dispatcher{Blobs: n.blobs}
+	for sop := range sops {
+		inst, _ := n.ix.GetInstance(context.Background(), sop)
+		tk := &Task{ID: sop, SOPInstanceUID: sop}
+		items = append(items, Item{Task: tk, Instance: inst, Open: d.opener(tk, inst)})
+	}
+	snd := &DIMSESender{Addr: l.Addr().String(), CalledAE: "STORESCP", CallingAE: "RELAIS", IdleClose: time.Minute}
+	defer snd.Close()
+	for round := 0; round < 2; round++ {
+		for i, err := range snd.Send(context.Background(), "pacs", items[round*2:round*2+2]) {
+			if err != nil {
+				t.Errorf("round %d item %d: %v", round, i, err)
+			}
+		}
+		if round == 0 {
+			mu.Lock()
+			for _, c := range conns {
+				c.Close()
+			}
+			mu.Unlock()
+			// No pause: the reuse may happen before the end is noticed
+			// (the redial path) or after (a fresh association).
+		}
+	}
+	got, _ := s.received()
+	if len(got) != 4 {
+		t.Errorf("storescp received %d of 4", len(got))
+	}
+}
