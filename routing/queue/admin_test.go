@@ -145,3 +145,53 @@ func TestAdminHandler(t *testing.T) {
 		}
 	}
 }
+
+// slowSender records the order of deliveries and takes a while per item.
+type slowSender struct {
+	mu    sync.Mutex
+	order []string
+	per   time.Duration
+}
+
+func (s *slowSender) Send(_ context.Context, _ string, items []Item) []error {
+	for _, it := range items {
+		time.Sleep(s.per)
+		s.mu.Lock()
+		s.order = append(s.order, it.Task.ID)
+		s.mu.Unlock()
+	}
+	return make([]error, len(items))
+}
+
+// TestStatOvertakesRoutineBacklog: STAT tasks created behind a routine
+// backlog go out with the next batch.
+func TestStatOvertakesRoutineBacklog(t *testing.T) {
+	n := newNode(t)
+	routine := n.ingest(cts(60, dicom.ExplicitVRLittleEndian)...)
+	stat := n.ingest(cts(3, dicom.ExplicitVRLittleEndian)...)
+	n.enqueue(Routine, routine, "a")
+	snd := &slowSender{per: 5 * time.Millisecond}
+	d, _ := n.dispatcher(map[string]config.Destination{"a": {Associations: 1}}, config.Routing{}, func(d *Dispatcher) {
+		d.Senders = map[string]Sender{"a": snd}
+		d.Batch = 8
+	})
+	time.Sleep(60 * time.Millisecond) // the backlog is being sent
+	ids := n.enqueue(Stat, stat, "a")
+	d.Notify("a")
+	n.waitStates(ids, Done, 10*time.Second)
+	snd.mu.Lock()
+	defer snd.mu.Unlock()
+	pos := map[string]int{}
+	for i, id := range snd.order {
+		pos[id] = i
+	}
+	for _, id := range ids {
+		// At most two batches (the one in flight and the one claimed
+		// with it) went before: ≤ 16 routine instances plus the ones
+		// already sent when the STAT tasks arrived.
+		if pos[id] > 8+8+len(ids)+12 {
+			t.Errorf("STAT task sent in position %d of %d", pos[id], len(snd.order))
+		}
+	}
+	t.Logf("STAT positions among %d sent: %d %d %d", len(snd.order), pos[ids[0]], pos[ids[1]], pos[ids[2]])
+}

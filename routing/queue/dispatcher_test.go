@@ -850,8 +850,6 @@ func toFloat(c prometheus.Metric) float64 {
 	return m.Gauge.GetValue()
 }
 
-var _ = io.EOF
-var _ = sort.Strings
 
 // TestReusedAssociationClosedByPeer: an idle association the peer closed
 // (its own idle timeout) is replaced without failing the batch.
@@ -913,5 +911,50 @@ func TestReusedAssociationClosedByPeer(t *testing.T) {
 	got, _ := s.received()
 	if len(got) != 4 {
 		t.Errorf("storescp received %d of 4", len(got))
+	}
+}
+
+// TestImmediateModeLatency measures task creation → acceptance by
+// storescp when tasks arrive one by one (as the routing engine creates
+// them in immediate mode, right after each acknowledgement) at about the
+// rate a modality sends: the "ack → arrival" latency.
+func TestImmediateModeLatency(t *testing.T) {
+	if testing.Short() {
+		t.Skip("latency measurement")
+	}
+	const count = 500
+	n := newNode(t)
+	slices := cts(count, dicom.ExplicitVRLittleEndian)
+	for _, c := range slices {
+		c.Rows, c.Columns = 512, 512
+	}
+	n.ingest(slices...)
+	s := newSCP(t, "+xa").start()
+	d, _ := n.dispatcher(map[string]config.Destination{"neuro": s.dest()}, config.Routing{}, nil)
+	var ids []string
+	start := time.Now()
+	for i, c := range slices {
+		// Paced at 4 ms per instance (250 instances/s).
+		if wait := time.Until(start.Add(time.Duration(i) * 4 * time.Millisecond)); wait > 0 {
+			time.Sleep(wait)
+		}
+		id := "neuro/" + c.SOPUID
+		if _, err := n.store.Enqueue(context.Background(), []Task{{ID: id, Priority: Stat, Destinations: []string{"neuro"}, SOPInstanceUID: c.SOPUID}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		d.Notify("neuro")
+		ids = append(ids, id)
+	}
+	n.waitStates(ids, Done, 60*time.Second)
+	var lat []time.Duration
+	for _, id := range ids {
+		tk, _ := n.store.Get(id)
+		lat = append(lat, tk.Delivered.Sub(tk.Created))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+	t.Logf("%d instances paced at 250/s: created → accepted by storescp p50 %v, p99 %v, max %v", count, p50.Round(100*time.Microsecond), p99.Round(100*time.Microsecond), lat[len(lat)-1].Round(100*time.Microsecond))
+	if p99 > time.Second {
+		t.Errorf("p99 %v", p99)
 	}
 }
