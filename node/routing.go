@@ -50,7 +50,8 @@ func (n *Node) openRouting() error {
 	d := &queue.Dispatcher{Store: q, Index: n.Index, Blobs: n.Blobs, Destinations: cfg.Destinations, Routing: cfg.Routing,
 		CallingAE: cfg.AETitle, Journal: n.Journal, Logger: n.Logger, Metrics: qm, Prepare: routing.Prepare}
 	e, err := routing.New(cfg, routing.Deps{Index: n.Index, Journal: n.Journal, Queue: q, Dispatcher: d,
-		SafeSeq: n.Ingest.SafeSeq, Logger: n.Logger, Metrics: n.Metrics.Registry})
+		SafeSeq: n.Ingest.SafeSeq, Logger: n.Logger, Metrics: n.Metrics.Registry,
+		Priors: &routing.DIMSEPriors{AETitle: cfg.AETitle, RemoteAEs: cfg.RemoteAEs, Index: n.Index, Logger: n.Logger}})
 	if err != nil {
 		return err
 	}

@@ -87,7 +87,7 @@ func (e *Engine) studyActions(route, prio string, rc config.Route, study, patien
 			e.webhook(rc.Webhook, route, study, payload)
 		}()
 	}
-	if rc.Priors != nil && !immediate {
+	if rc.Priors != nil {
 		e.bg.Add(1)
 		go func() {
 			defer e.bg.Done()

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -377,4 +378,69 @@ func lastLine(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// rtServerOn starts relais serve on given ports (servers that name each
+// other in their configurations).
+func rtServerOn(t *testing.T, configYAML string, dicomPort, httpPort int) *server {
+	t.Helper()
+	s := &server{t: t, data: t.TempDir(), dicomPort: dicomPort, httpPort: httpPort, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	p := filepath.Join(t.TempDir(), "relais.yaml")
+	if err := os.WriteFile(p, []byte(configYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.args = []string{"serve", "--data", s.data, "--dicom-addr", fmt.Sprintf("127.0.0.1:%d", dicomPort),
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--config", p}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+// TestRoutingPriors: when the current study fires, the patient's prior
+// study is found (C-FIND) on a remote PACS (another relais), moved to us
+// (C-MOVE) and forwarded with it, although no rule matches the prior.
+func TestRoutingPriors(t *testing.T) {
+	reading := rtStartSCP(t, "READING", 0)
+	pA, pB := freePort(t), freePort(t)
+	pacs := rtServerOn(t, fmt.Sprintf(`
+ae_title: PACSB
+remote_aes: [{name: relais, ae: RELAIS, host: 127.0.0.1, port: %d}]
+`, pA), pB, freePort(t))
+	priorFiles, priorSOPs := rtStudy(t, 3, "PRIOR")
+	h, p := pacs.hostPort()
+	args := append(storescuProfile(t, "1.2.840.10008.1.2.1"), "-aet", "CT_OLD", "-aec", "PACSB", h, p)
+	if out, err := dcmtk(t, "storescu", append(args, priorFiles...)...); err != nil {
+		t.Fatalf("storescu to the PACS: %v\n%s", err, out)
+	}
+	a := rtServerOn(t, fmt.Sprintf(`
+remote_aes: [{name: pacs, ae: PACSB, host: 127.0.0.1, port: %d}]
+destinations:
+  reading: {dicom: {ae: READING, host: 127.0.0.1, port: %d}}
+routes:
+  - name: read
+    when: StudyDescription == "CURRENT"
+    stable_after: 1s
+    priority: URGENT
+    forward: [reading]
+    priors: {from: pacs, max: 2}
+`, pB, reading.port), pA, freePort(t))
+	curFiles, curSOPs := rtStudy(t, 2, "CURRENT")
+	rtStorescu(t, a, curFiles)
+	want := map[string]string{}
+	for k, v := range curSOPs {
+		want[k] = v
+	}
+	for k, v := range priorSOPs {
+		want[k] = v
+	}
+	got := reading.waitReceived(t, want, 60*time.Second)
+	rtAssertIdentical(t, got, want)
+	found := false
+	for _, ev := range journalKinds(t, a.data, "route.priors") {
+		t.Logf("route.priors: %s", ev.Reason)
+		found = found || strings.Contains(ev.Reason, "3 prior instance(s) queued")
+	}
+	if !found {
+		t.Errorf("no route.priors journal event for the 3 prior instances")
+	}
 }
