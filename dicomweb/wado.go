@@ -11,6 +11,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
+	"os"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -150,7 +151,9 @@ func (s *Server) retrieve(c *gin.Context) {
 	}
 	w := c.Writer
 	var total int64
-	if single {
+	if !single && allAsStored(plan) {
+		total = s.retrieveAsStored(c, plan)
+	} else if single {
 		p := plan[0]
 		w.Header().Set("Content-Type", "application/dicom; transfer-syntax="+p.ts)
 		w.WriteHeader(http.StatusOK)
@@ -186,6 +189,83 @@ func (s *Server) retrieve(c *gin.Context) {
 	}
 	s.audit(c, "dicomweb.retrieve", study, series, sop, fmt.Sprintf("instances=%d bytes=%d", len(plan), total), http.StatusOK)
 	s.Metrics.observe("wado", http.StatusOK, time.Since(start))
+}
+
+// allAsStored reports whether every instance goes out as stored (so the
+// answer's length is known in advance).
+func allAsStored(plan []planned) bool {
+	for _, p := range plan {
+		if p.ts != p.inst.TransferSyntaxUID || p.inst.Size <= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// retrieveAsStored writes the multipart answer of instances sent as stored
+// with a Content-Length, so that Go's HTTP server is not chunking and hands
+// each blob file to the kernel (sendfile): a study goes out without being
+// copied through Relais (the copies were three quarters of the CPU of a
+// study retrieval). The framing is multipart.Writer's, written by hand.
+func (s *Server) retrieveAsStored(c *gin.Context, plan []planned) int64 {
+	boundary := newBoundary()
+	heads := make([]string, len(plan))
+	length := int64(0)
+	for i, p := range plan {
+		h := "--" + boundary + "\r\nContent-Type: application/dicom; transfer-syntax=" + p.ts + "\r\n\r\n"
+		if i > 0 {
+			h = "\r\n" + h
+		}
+		heads[i] = h
+		length += int64(len(h)) + p.inst.Size
+	}
+	tail := "\r\n--" + boundary + "--\r\n"
+	length += int64(len(tail))
+	h := c.Writer.Header()
+	h.Set("Content-Type", fmt.Sprintf(`multipart/related; type="application/dicom"; boundary=%s`, boundary))
+	h.Set("Content-Length", fmt.Sprint(length))
+	c.Writer.WriteHeader(http.StatusOK)
+	c.Writer.WriteHeaderNow()
+	var w io.Writer = c.Writer
+	if u, ok := c.Writer.(interface{ Unwrap() http.ResponseWriter }); ok {
+		w = u.Unwrap()
+	}
+	ctx := c.Request.Context()
+	for i, p := range plan {
+		if _, err := io.WriteString(w, heads[i]); err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		if err := s.copyBlob(ctx, w, p.inst); err != nil {
+			s.Logger.Warn("WADO-RS retrieve failed while streaming", "sop", p.inst.SOPInstanceUID, "error", err)
+			panic(http.ErrAbortHandler)
+		}
+	}
+	if _, err := io.WriteString(w, tail); err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	return length
+}
+
+// copyBlob writes a blob that must be inst.Size bytes long (the announced
+// Content-Length counts on it), through sendfile when the store has files.
+func (s *Server) copyBlob(ctx context.Context, w io.Writer, inst *storage.Instance) error {
+	b, err := s.Blobs.Open(ctx, inst.BlobKey)
+	if err != nil {
+		return fmt.Errorf("open blob %s: %w", inst.BlobKey, err)
+	}
+	defer b.Close()
+	if b.Size() != inst.Size {
+		return fmt.Errorf("blob %s is %d bytes, the index says %d", inst.BlobKey, b.Size(), inst.Size)
+	}
+	var src io.Reader = b
+	if f, ok := b.(interface{ OSFile() *os.File }); ok {
+		src = f.OSFile()
+	}
+	n, err := io.Copy(w, src)
+	if err == nil && n != inst.Size {
+		err = fmt.Errorf("blob %s: copied %d of %d bytes", inst.BlobKey, n, inst.Size)
+	}
+	return err
 }
 
 func resourceName(study, series, sop string) string {

@@ -404,6 +404,10 @@ type blob struct {
 
 func (b *blob) Size() int64 { return b.size }
 
+// OSFile exposes the open file, so that HTTP answers can hand it to the
+// kernel (sendfile) instead of copying it through user space.
+func (b *blob) OSFile() *os.File { return b.File }
+
 // Open opens a blob for reading.
 func (s *Store) Open(ctx context.Context, key string) (storage.Blob, error) {
 	if err := storage.CheckKey(key); err != nil {
