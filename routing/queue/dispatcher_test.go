@@ -850,7 +850,6 @@ func toFloat(c prometheus.Metric) float64 {
 	return m.Gauge.GetValue()
 }
 
-
 // TestReusedAssociationClosedByPeer: an idle association the peer closed
 // (its own idle timeout) is replaced without failing the batch.
 func TestReusedAssociationClosedByPeer(t *testing.T) {
