@@ -99,6 +99,7 @@ type Engine struct {
 	// owned by the Run goroutine
 	stable map[string]*stableState
 	wm     uint64
+	lastGC time.Time
 
 	bg      sync.WaitGroup // webhooks, priors
 	started atomic.Bool
@@ -667,12 +668,13 @@ func (e *Engine) recordStable(b *batch, r *Rule, inst *storage.Instance, it *ite
 	key := r.Name + "\x00" + inst.StudyInstanceUID
 	ik := metaInst + key + "\x00" + inst.SOPInstanceUID
 	var is instState
-	if v, ok := e.get(b, ik); ok {
-		if json.Unmarshal(v, &is) == nil && is.Seq >= it.seq {
+	known := false
+	if v, ok := e.get(b, ik); ok && json.Unmarshal(v, &is) == nil {
+		if is.Seq >= it.seq {
 			return // already recorded (a replay)
 		}
+		known = !is.Sent // still pending: a newer version replaces it
 	}
-	wasSent := is.Sent
 	is = instState{Series: inst.SeriesInstanceUID, Seq: it.seq}
 	iv, _ := json.Marshal(is)
 	b.meta[ik] = iv
@@ -681,13 +683,14 @@ func (e *Engine) recordStable(b *batch, r *Rule, inst *storage.Instance, it *ite
 		st = &stableState{Route: r.Name, Study: inst.StudyInstanceUID}
 		e.stable[key] = st
 	}
-	_ = wasSent
 	st.Patient = inst.PatientID
 	st.Priority, st.Forward, st.Failover, st.StableAfter, st.Late, st.Coerce = r.Priority, r.Forward, r.Failover, r.StableAfter, r.Late, r.coerce
 	if inst.ReceivedAt.After(st.Last) {
 		st.Last = inst.ReceivedAt
 	}
-	st.Pending++
+	if !known {
+		st.Pending++
+	}
 	sv, _ := json.Marshal(st)
 	b.meta[metaStable+key] = sv
 }
@@ -810,9 +813,25 @@ func (e *Engine) ruleByName(name string) *Rule {
 }
 
 // gc forgets fired studies after the retention (late instances after it
-// start a new stability window).
+// start a new stability window), and the first-firing markers of
+// immediate routes (webhook, ready, priors once per study) after it.
 func (e *Engine) gc() {
 	now := e.deps.Clock()
+	if now.Sub(e.lastGC) >= 10*time.Minute {
+		e.lastGC = now
+		del := map[string][]byte{}
+		e.deps.Queue.MetaPrefix(metaFired, func(k string, v []byte) error {
+			if t, err := time.Parse(time.RFC3339Nano, string(v)); err == nil && now.Sub(t) > e.deps.Retention {
+				del[k] = nil
+			}
+			return nil
+		})
+		if len(del) > 0 {
+			if err := e.deps.Queue.PutMeta(del); err != nil {
+				e.log.Warn("routing: forgetting immediate firings failed", "err", err)
+			}
+		}
+	}
 	for key, s := range e.stable {
 		if s.Pending > 0 || s.FiredAt.IsZero() || now.Sub(s.FiredAt) < e.deps.Retention {
 			continue

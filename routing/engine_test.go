@@ -364,3 +364,40 @@ routes:
 		t.Errorf("ready %+v", ready[0])
 	}
 }
+
+// TestCalendarRoutingChoosesDestination: arrival times (an injected
+// clock: the instance's ReceivedAt) on a weekday, at night, on a weekend,
+// on a public holiday and during an iCal rota shift (RRULE) choose the
+// destination of the tasks.
+func TestCalendarRoutingChoosesDestination(t *testing.T) {
+	r := newRig(t, t.TempDir(), `
+routes:
+  - {name: rota, mode: immediate, when: 'oncall("pds", "Dr Night")', forward: [neuro-oncall]}
+  - {name: off-hours, mode: immediate, when: 'weekend() || holiday() || night("20:00", "08:00")', forward: [tele-site-b]}
+  - {name: day, mode: immediate, when: 'within("Mon-Fri 08:00-20:00")', forward: [local-pacs]}
+`)
+	defer r.close()
+	cases := []struct{ at, want string }{
+		{"2026-01-07 10:00", "local-pacs"},   // Wednesday, office hours
+		{"2026-01-07 22:00", "neuro-oncall"}, // Wednesday night: Dr Night's weekly shift (RRULE)
+		{"2026-01-09 06:30", "neuro-oncall"}, // Friday 06:30: Thursday night's shift
+		{"2026-01-12 06:30", "tele-site-b"},  // Monday 06:30: shifts start Mon-Fri at 20:00, none on Sunday night
+		{"2026-01-10 14:00", "tele-site-b"},  // Saturday
+		{"2026-05-14 11:00", "tele-site-b"},  // Ascension 2026 (Thursday)
+		{"2026-01-11 23:00", "tele-site-b"},  // Sunday night: no rota shift, night
+	}
+	for i, c := range cases {
+		in := studyInst(fmt.Sprintf("1.8.%d", i), 0, "X", paris(t, c.at))
+		r.store(in, true)
+	}
+	r.flush()
+	for i, c := range cases {
+		ts, err := r.q.List(context.Background(), queue.Filter{Study: fmt.Sprintf("1.8.%d", i)})
+		if err != nil || len(ts) != 1 {
+			t.Fatalf("%s: %d tasks, %v", c.at, len(ts), err)
+		}
+		if got := ts[0].Destination(); got != c.want {
+			t.Errorf("%s: routed to %s (route %s), want %s", c.at, got, ts[0].Route, c.want)
+		}
+	}
+}
