@@ -97,6 +97,10 @@ type Dispatcher struct {
 	Batch int
 	// IdleClose is how long an idle association stays open (default 2 s).
 	IdleClose time.Duration
+	// Retention is how long done and cancelled tasks are kept (default 30
+	// days; negative: forever); Run purges older ones every hour. Dead
+	// tasks stay until an operator retries or cancels them.
+	Retention time.Duration
 	// MaxWait bounds a worker's sleep when nothing is due (default 30 s):
 	// a safety net, Notify and next-try timers wake it normally.
 	MaxWait time.Duration
@@ -609,14 +613,30 @@ func (d *Dispatcher) postWebhook(ctx context.Context, url string, payload any) {
 func (d *Dispatcher) refreshLoop(ctx context.Context) {
 	tk := time.NewTicker(time.Second)
 	defer tk.Stop()
+	var lastPurge time.Time
 	for {
 		d.RefreshMetrics()
+		if keep := d.retention(); keep > 0 && time.Since(lastPurge) > time.Hour {
+			lastPurge = time.Now()
+			if n, err := d.Store.Purge(ctx, d.now().Add(-keep)); err != nil && ctx.Err() == nil {
+				d.log().Error("queue: purging old tasks", "err", err)
+			} else if n > 0 {
+				d.log().Info("queue: purged old done and cancelled tasks", "tasks", n, "retention", keep)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tk.C:
 		}
 	}
+}
+
+func (d *Dispatcher) retention() time.Duration {
+	if d.Retention == 0 {
+		return 30 * 24 * time.Hour
+	}
+	return d.Retention
 }
 
 // RefreshMetrics updates the state and backlog gauges from the store

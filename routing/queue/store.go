@@ -316,8 +316,46 @@ func stateKey(t *Task) []byte {
 
 func metaKey(k string) []byte { return []byte("m/" + k) }
 
-// put writes t and its index keys, removing old's.
+func countKey(st State) []byte { return []byte("c/" + string(st)) }
+
+// addCount adjusts the persisted number of tasks in state st.
+func addCount(txn *badger.Txn, st State, delta int64) error {
+	var n int64
+	it, err := txn.Get(countKey(st))
+	switch {
+	case err == nil:
+		if err := it.Value(func(v []byte) error {
+			if len(v) == 8 {
+				n = int64(binary.BigEndian.Uint64(v))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return err
+	}
+	n = max(0, n+delta)
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(n))
+	return txn.Set(countKey(st), b[:])
+}
+
+// put writes t and its index keys, removing old's, and keeps the counts
+// by state.
 func put(txn *badger.Txn, old, t *Task) error {
+	if old == nil {
+		if err := addCount(txn, t.State, 1); err != nil {
+			return err
+		}
+	} else if old.State != t.State {
+		if err := addCount(txn, old.State, -1); err != nil {
+			return err
+		}
+		if err := addCount(txn, t.State, 1); err != nil {
+			return err
+		}
+	}
 	if old != nil {
 		if old.State == Pending {
 			if err := txn.Delete(pendingKey(old)); err != nil {
@@ -585,26 +623,37 @@ type DestStats struct {
 	Oldest time.Time
 }
 
-// Stats counts tasks by state and the pending backlog by current
-// destination (a keys-only scan of the state index).
+// Stats counts tasks by state (persisted counters) and the pending
+// backlog by current destination (a keys-only scan of the pending part of
+// the state index).
 func (s *Store) Stats() (map[State]int, map[string]DestStats, error) {
 	byState := map[State]int{}
 	byDest := map[string]DestStats{}
 	err := s.db.View(func(txn *badger.Txn) error {
+		for _, st := range States {
+			it, err := txn.Get(countKey(st))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			it.Value(func(v []byte) error {
+				if len(v) == 8 {
+					byState[st] = int(binary.BigEndian.Uint64(v))
+				}
+				return nil
+			})
+		}
 		o := badger.DefaultIteratorOptions
 		o.PrefetchValues = false
-		o.Prefix = []byte("s/")
+		o.Prefix = []byte(statePrefix(Pending, ""))
 		it := txn.NewIterator(o)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			k := string(it.Item().Key())[2:]
 			slash := strings.IndexByte(k, '/')
 			if slash < 0 {
-				continue
-			}
-			st := State(k[:slash])
-			byState[st]++
-			if st != Pending {
 				continue
 			}
 			rest := k[slash+1:]
@@ -895,6 +944,88 @@ func (s *Store) Release(ids []string, claimed []time.Time) error {
 		}
 		return nil
 	})
+}
+
+// Purge deletes done and cancelled tasks last updated before before, and
+// returns how many. Dead and pending tasks are never purged. A purged
+// task's ID is free again: purge only what the routing engine will not
+// replay (its journal watermark is far past them).
+func (s *Store) Purge(ctx context.Context, before time.Time) (int, error) {
+	total := 0
+	for _, st := range []State{Done, Cancelled} {
+		var after []byte
+		for {
+			if err := ctx.Err(); err != nil {
+				return total, err
+			}
+			n, last, err := s.purgeSome(st, before, after, 500)
+			total += n
+			if err != nil {
+				return total, fmt.Errorf("queue: purge: %w", err)
+			}
+			if last == nil {
+				break
+			}
+			after = last
+		}
+	}
+	return total, nil
+}
+
+// purgeSome examines up to limit index keys of state st after the key
+// after; last is the last key examined (nil at the end).
+func (s *Store) purgeSome(st State, before time.Time, after []byte, limit int) (n int, last []byte, err error) {
+	err = s.update(func(txn *badger.Txn) error {
+		n, last = 0, nil
+		o := badger.DefaultIteratorOptions
+		o.PrefetchValues = false
+		o.Prefix = []byte(statePrefix(st, ""))
+		it := txn.NewIterator(o)
+		var ids []string
+		seen := 0
+		start := o.Prefix
+		if after != nil {
+			start = append(append([]byte(nil), after...), 0)
+		}
+		for it.Seek(start); it.Valid() && seen < limit; it.Next() {
+			k := it.Item().KeyCopy(nil)
+			seen++
+			last = k
+			i := strings.IndexByte(string(k), 0)
+			if i < 0 || len(k) < i+9 {
+				continue
+			}
+			ids = append(ids, string(k[i+9:]))
+		}
+		it.Close()
+		if seen < limit {
+			last = nil
+		}
+		for _, id := range ids {
+			t, err := get(txn, id)
+			if err != nil {
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				return err
+			}
+			if t.State != st || !t.Updated.Before(before) {
+				continue
+			}
+			if err := txn.Delete(stateKey(t)); err != nil {
+				return err
+			}
+			if err := txn.Delete(taskKey(t.ID)); err != nil {
+				return err
+			}
+			if err := addCount(txn, st, -1); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, last, err
 }
 
 // --- operator actions ---

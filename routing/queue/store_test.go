@@ -398,3 +398,51 @@ func TestReopenKeepsTasks(t *testing.T) {
 		t.Errorf("index lost at reopen")
 	}
 }
+
+func TestCountsAndPurge(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC)}
+	s := openStore(t, t.TempDir(), clk)
+	ctx := context.Background()
+	var tasks []Task
+	for i := 0; i < 1200; i++ {
+		tasks = append(tasks, task(fmt.Sprintf("t%04d", i), Routine, "D"))
+	}
+	s.Enqueue(ctx, tasks, nil)
+	pol := Policy{MaxAttempts: 1}
+	// 1100 done, 50 dead, 50 pending; then 30 of the done ones are newer.
+	cl, _, _ := s.Claim("D", clk.Now(), 1150, nil)
+	var outs []Outcome
+	for i, c := range cl {
+		o := Outcome{ID: c.ID, Claimed: c.Claimed}
+		if i >= 1100 {
+			o.Err = errors.New("x")
+		}
+		outs = append(outs, o)
+	}
+	s.Complete(clk.Now(), pol, outs[:1070])
+	clk.Advance(48 * time.Hour)
+	s.Complete(clk.Now(), pol, outs[1070:])
+	s.CancelTask("t1199", "")
+	states, _, _ := s.Stats()
+	if states[Done] != 1100 || states[Dead] != 50 || states[Pending] != 49 || states[Cancelled] != 1 {
+		t.Fatalf("counts %v", states)
+	}
+	n, err := s.Purge(ctx, clk.Now().Add(-24*time.Hour))
+	if err != nil || n != 1070 {
+		t.Fatalf("Purge = %d, %v; want 1070", n, err)
+	}
+	states, dests, _ := s.Stats()
+	if states[Done] != 30 || states[Dead] != 50 || states[Pending] != 49 || states[Cancelled] != 1 || dests["D"].Backlog != 49 {
+		t.Errorf("after purge: %v %v", states, dests)
+	}
+	if _, err := s.Get("t0000"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("purged task still there: %v", err)
+	}
+	if l, _ := s.List(ctx, Filter{State: Done}); len(l) != 30 {
+		t.Errorf("%d done listed", len(l))
+	}
+	// Put-if-absent again for a purged ID: created anew.
+	if n, _ := s.Enqueue(ctx, []Task{task("t0000", Routine, "D")}, nil); n != 1 {
+		t.Errorf("purged ID not free")
+	}
+}
