@@ -252,6 +252,9 @@ func (s *DIMSESender) Send(ctx context.Context, dest string, items []Item) []err
 			errs[i] = nil
 		default:
 			errs[i] = fmt.Errorf("C-STORE refused by %s: status %s", s.CalledAE, st)
+			if permanentStatus(st.Code) {
+				errs[i] = Permanent(errs[i])
+			}
 		}
 	}
 	s.put(p)
@@ -304,4 +307,13 @@ func storeItem(ctx context.Context, a *dimse.Association, pc dimse.PresentationC
 		return st, fmt.Errorf("C-STORE of %s: %w", it.Instance.SOPInstanceUID, err)
 	}
 	return st, err
+}
+
+// permanentStatus reports whether a C-STORE status or STOW-RS Failure
+// Reason means the destination will never take the instance as it is:
+// 0122 (SOP class not supported) and A9xx (data set does not match the
+// SOP class). The others (A7xx out of resources, 0110 processing failure,
+// Cxxx cannot understand, ...) are retried.
+func permanentStatus(code uint16) bool {
+	return code == 0x0122 || code&0xFF00 == 0xA900
 }

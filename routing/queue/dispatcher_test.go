@@ -654,8 +654,9 @@ func TestSTOWRS(t *testing.T) {
 	rix := memindex.New()
 	var authFailures int
 	var amu sync.Mutex
+	rp := &ingest.Pipeline{Blobs: rb, Index: rix, Journal: rj, Limits: dicom.DefaultLimits(), ImplementationClassUID: "1.2.3", Duplicates: ingest.Reject}
 	srv := &dicomweb.Server{Index: rix, Blobs: rb, Journal: rj, Logger: slog.New(slog.DiscardHandler),
-		Ingest: &ingest.Pipeline{Blobs: rb, Index: rix, Journal: rj, Limits: dicom.DefaultLimits(), ImplementationClassUID: "1.2.3"},
+		Ingest: rp,
 		Authorize: func(w http.ResponseWriter, r *http.Request, a dicomweb.Access) (string, bool) {
 			if r.Header.Get("Authorization") != "Bearer s3cret" {
 				amu.Lock()
@@ -675,6 +676,18 @@ func TestSTOWRS(t *testing.T) {
 	for k, v := range n.ingest(cts(3, dicom.ImplicitVRLittleEndian)...) {
 		sops[k] = v
 	}
+	// The destination already holds another instance under one of the
+	// UIDs and refuses duplicates: that one is in the Failed SOP Sequence.
+	clash := cts(1, dicom.ExplicitVRLittleEndian)[0]
+	clash.SOPUID = testdicom.UID()
+	other := *clash
+	other.Instance = 99
+	cds, _ := other.Dataset()
+	if _, err := rp.Store(context.Background(), &ingest.Request{SOPClassUID: dicom.CTImageStorage, SOPInstanceUID: clash.SOPUID,
+		TransferSyntaxUID: dicom.ExplicitVRLittleEndian, Data: bytes.NewReader(cds)}); err != nil {
+		t.Fatal(err)
+	}
+	clashIDs := n.enqueue(Stat, n.ingest(clash), "site-b")
 	ids := n.enqueue(Stat, sops, "site-b")
 	dest := config.Destination{DICOMweb: &config.DICOMwebDestination{URL: ts.URL + dicomweb.DefaultBasePath, TokenFile: tokenFile}}
 	d, _ := n.dispatcher(map[string]config.Destination{"site-b": dest}, config.Routing{}, nil)
@@ -710,6 +723,11 @@ func TestSTOWRS(t *testing.T) {
 	}
 	if authFailures == 0 {
 		t.Error("the wrong token was never refused")
+	}
+	if tk, _ := n.store.Get(clashIDs[0]); tk.State != Pending || tk.Attempts < 2 || !strings.Contains(tk.LastError, "failure reason 0x") {
+		t.Errorf("refused instance: %s after %d attempts: %q", tk.State, tk.Attempts, tk.LastError)
+	} else {
+		t.Logf("refused by the destination: %s", tk.LastError)
 	}
 }
 

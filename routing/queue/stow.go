@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -144,6 +145,9 @@ func (s *STOWSender) Send(ctx context.Context, dest string, items []Item) []erro
 			errs[i] = nil
 		case f:
 			errs[i] = fmt.Errorf("STOW-RS: %s refused %s: failure reason %s", dest, uid, reason)
+			if code, err := strconv.ParseUint(strings.TrimPrefix(reason, "0x"), 16, 16); err == nil && permanentStatus(uint16(code)) {
+				errs[i] = Permanent(errs[i])
+			}
 		default:
 			errs[i] = fmt.Errorf("STOW-RS: %s's answer (HTTP %s) does not mention %s", dest, resp.Status, uid)
 		}
