@@ -31,11 +31,26 @@
 //	p/<dest>\x00<prio><nexttry:8 BE><id>      pending tasks by current destination, priority, next try
 //	s/<state>/<dest>\x00<created:8 BE><id>    every task by state, current destination, creation
 //	m/<key>                                  meta of the caller (routing engine watermark, timers)
+//	c/<state>                                number of tasks in the state (8 bytes BE)
 //
 // "The next due tasks of destination D" is a prefix scan of p/D\x00 per
 // priority; backlog and oldest pending task are a keys-only scan of
-// s/pending/D\x00. Index keys are maintained in the transaction that
-// writes the task.
+// s/pending/D\x00. Index keys and counts are maintained in the
+// transaction that writes the task.
+//
+// # Delivery
+//
+// See [Dispatcher]: per-destination workers, STAT first; exponential
+// backoff with ±20 % jitter between attempts; after FailoverAfter failures
+// on a destination (at once for a permanent failure: no acceptable
+// transfer syntax, status 0122 or A9xx) the task moves to the next of its
+// destinations; after MaxAttempts failures on the last one it is dead
+// (journal delivery.dead, metric, webhook, ERROR log). Instances go as
+// stored when the destination accepts the stored transfer syntax;
+// uncompressed syntaxes are converted among themselves; compressed data is
+// not transcoded (yet): a destination that accepts none of the stored
+// syntax fails the task permanently with a reason naming the syntax and
+// SOP class.
 package queue
 
 import (
