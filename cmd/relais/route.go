@@ -87,10 +87,17 @@ func apiError(b []byte, code int) error {
 	var e struct {
 		Error string `json:"error"`
 	}
+	msg := strings.TrimSpace(string(b))
 	if json.Unmarshal(b, &e) == nil && e.Error != "" {
-		return errors.New(e.Error)
+		msg = e.Error
 	}
-	return fmt.Errorf("HTTP %d: %s", code, strings.TrimSpace(string(b)))
+	switch code {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return fmt.Errorf("HTTP %d: %s (the routing admin API needs an admin token: --token, --token-file or $RELAIS_TOKEN)", code, msg)
+	case http.StatusUnprocessableEntity:
+		return errors.New(msg)
+	}
+	return fmt.Errorf("HTTP %d: %s", code, msg)
 }
 
 func routeCmd() *cobra.Command {
