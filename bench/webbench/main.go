@@ -479,7 +479,7 @@ func buildRelais(work string) (string, error) {
 	if root == "" {
 		return "", fmt.Errorf("not inside the relais module: pass -relais PATH")
 	}
-	bin := filepath.Join(work, "relais")
+	bin := filepath.Join(work, "relais-bin")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/relais")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
