@@ -216,6 +216,16 @@ func (s *DIMSESender) Send(ctx context.Context, dest string, items []Item) []err
 			errs[i] = err
 			continue
 		}
+		if p.a.Err() != nil && !fresh {
+			// The reused idle association ended meanwhile: associate again.
+			fresh = true
+			np, err := s.dial(ctx, items)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			p = np
+		}
 		if p.a.Err() != nil {
 			errs[i] = fmt.Errorf("association with %s ended: %w", s.CalledAE, p.a.Err())
 			continue
@@ -231,7 +241,7 @@ func (s *DIMSESender) Send(ctx context.Context, dest string, items []Item) []err
 			continue
 		}
 		st, err := storeItem(storeCtx, p.a, pc, it)
-		if err != nil && !fresh && i == 0 {
+		if err != nil && !fresh {
 			// The peer may have closed the idle association we reused
 			// (its own idle timeout; the write fails before the end is
 			// noticed): associate again once and resend.

