@@ -36,6 +36,9 @@ type DIMSESender struct {
 	IdleClose time.Duration
 	// DialTimeout bounds the association setup (default 10 s).
 	DialTimeout time.Duration
+	// StallTimeout aborts an association on which nothing moved for this
+	// long, e.g. a peer that stopped reading mid data set (default 2 min).
+	StallTimeout time.Duration
 	Logger      *slog.Logger
 
 	mu     sync.Mutex
@@ -144,7 +147,12 @@ func (s *DIMSESender) dial(ctx context.Context, items []Item) (*pooled, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	a, err := dimse.Dial(dctx, s.Addr, dimse.DialOptions{CallingAE: s.CallingAE, CalledAE: s.CalledAE, Contexts: pcs, Logger: s.Logger})
+	stall := s.StallTimeout
+	if stall <= 0 {
+		stall = 2 * time.Minute
+	}
+	a, err := dimse.Dial(dctx, s.Addr, dimse.DialOptions{CallingAE: s.CallingAE, CalledAE: s.CalledAE, Contexts: pcs, Logger: s.Logger,
+		IdleTimeout: max(stall, 2*s.idleClose())})
 	if err != nil {
 		return nil, fmt.Errorf("associating with %s at %s: %w", s.CalledAE, s.Addr, err)
 	}
