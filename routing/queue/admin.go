@@ -63,6 +63,10 @@ func (d *Dispatcher) operator(kind string, t *Task, reason, user string) {
 	d.Journal.AppendAsync(journalEvent(kind, t, reason, user, b))
 }
 
+// AdminPathPrefix is the path prefix of every AdminHandler route: mount
+// the handler for it behind admin authentication.
+const AdminPathPrefix = "/api/queue/"
+
 type userKey struct{}
 
 // WithUser returns a context carrying the authenticated user: the
