@@ -344,6 +344,52 @@ func TestDeliverByteIdenticalToStorescp(t *testing.T) {
 	}
 }
 
+// TestPrepareCoerces: the Prepare hook's output is what arrives (the
+// routing engine coerces attributes there), the stored blob is untouched.
+func TestPrepareCoerces(t *testing.T) {
+	n := newNode(t)
+	s := newSCP(t, "+xa").start()
+	sops := n.ingest(cts(3, dicom.ExplicitVRLittleEndian)...)
+	edits := []dicom.EditOp{dicom.SetOp(dicom.TagStudyDescription, "COERCED BY ROUTE")}
+	ts, _ := dicom.LookupTransferSyntax(dicom.ExplicitVRLittleEndian)
+	ids := n.enqueue(Routine, sops, "pacs")
+	var calls sync.Map
+	n.dispatcher(map[string]config.Destination{"pacs": s.dest()}, config.Routing{}, func(d *Dispatcher) {
+		d.Prepare = func(tk *Task, inst *storage.Instance, r io.Reader) (io.Reader, error) {
+			calls.Store(tk.ID, true)
+			pr, pw := io.Pipe()
+			go func() {
+				_, err := dicom.Edit(pw, r, ts, dicom.DefaultLimits(), edits)
+				pw.CloseWithError(err)
+			}()
+			return pr, nil
+		}
+	})
+	n.waitStates(ids, Done, 10*time.Second)
+	got, _ := s.received()
+	for sop, ds := range sops {
+		var want bytes.Buffer
+		if _, err := dicom.Edit(&want, bytes.NewReader(ds), ts, dicom.DefaultLimits(), edits); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got[sop], want.Bytes()) || !bytes.Contains(got[sop], []byte("COERCED BY ROUTE")) {
+			t.Errorf("%s: coerced data set not as expected (%d vs %d bytes)", sop, len(got[sop]), want.Len())
+		}
+		inst, _ := n.ix.GetInstance(context.Background(), sop)
+		b, _ := n.blobs.Open(context.Background(), inst.BlobKey)
+		all, _ := io.ReadAll(b)
+		b.Close()
+		if !bytes.HasSuffix(all, ds) {
+			t.Errorf("%s: stored blob changed", sop)
+		}
+	}
+	for _, id := range ids {
+		if _, ok := calls.Load(id); !ok {
+			t.Errorf("Prepare not called for %s", id)
+		}
+	}
+}
+
 func TestDestinationDownThenUp(t *testing.T) {
 	n := newNode(t)
 	s := newSCP(t, "+xa") // not started yet: the destination is down
