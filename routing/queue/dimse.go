@@ -39,7 +39,7 @@ type DIMSESender struct {
 	// StallTimeout aborts an association on which nothing moved for this
 	// long, e.g. a peer that stopped reading mid data set (default 2 min).
 	StallTimeout time.Duration
-	Logger      *slog.Logger
+	Logger       *slog.Logger
 
 	mu     sync.Mutex
 	idle   []*pooled
