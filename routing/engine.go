@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	badger "github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relais-health/relais/config"
@@ -98,6 +99,8 @@ type Engine struct {
 
 	// owned by the Run goroutine
 	stable map[string]*stableState
+	due    map[string]*stableState       // the stable states with pending instances
+	dests  map[string]config.Destination // the destinations the node started with
 	wm     uint64
 	lastGC time.Time
 
@@ -176,6 +179,7 @@ func New(cfg *config.Config, deps Deps) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{deps: deps, in: make(chan item, deps.Buffer), log: deps.Logger, stable: map[string]*stableState{},
+		due: map[string]*stableState{}, dests: cfg.Destinations,
 		reqs: make(chan func()), idle: make(chan struct{}, 1)}
 	e.rules.Store(rs)
 	e.cfg.Store(cfg)
@@ -203,11 +207,10 @@ func (e *Engine) Config() *config.Config { return e.cfg.Load() }
 // the node was not started with is refused (destinations change on
 // restart).
 func (e *Engine) Reload(cfg *config.Config) error {
-	cur := e.cfg.Load()
 	for _, r := range cfg.Routes {
 		for _, d := range append(append([]string{}, r.Forward...), r.Failover...) {
 			nd, ok1 := cfg.Destinations[d]
-			od, ok2 := cur.Destinations[d]
+			od, ok2 := e.dests[d]
 			if ok1 && (!ok2 || !reflect.DeepEqual(nd, od)) {
 				return &RuleError{Route: r.Name, Key: "forward", Err: fmt.Errorf("destination %q is new or changed: destinations take effect at restart", d)}
 			}
@@ -328,7 +331,7 @@ func (e *Engine) PendingStudies(ctx context.Context) ([]StudyTimer, error) {
 	var out []StudyTimer
 	done := make(chan struct{})
 	fn := func() {
-		for _, s := range e.stable {
+		for _, s := range e.due {
 			if s.Pending > 0 {
 				out = append(out, StudyTimer{Route: s.Route, Study: s.Study, Instances: s.Pending, Deadline: s.deadline(), Generation: s.Gen})
 			}
@@ -406,6 +409,9 @@ func (e *Engine) load(ctx context.Context) error {
 			return nil
 		}
 		e.stable[s.key()] = &s
+		if s.Pending > 0 {
+			e.due[s.key()] = &s
+		}
 		return nil
 	})
 	if err != nil {
@@ -448,7 +454,7 @@ func (e *Engine) replay(ctx context.Context) error {
 			n++
 		}
 		b.wm = ev.Seq
-		if len(b.tasks) >= 512 || len(b.meta) >= 2048 {
+		if b.full() {
 			if err := e.commit(ctx, b); err != nil {
 				return err
 			}
@@ -504,7 +510,7 @@ func (e *Engine) cycle(ctx context.Context, first *item) {
 	for n := len(e.in); n > 0; n-- {
 		it := <-e.in
 		e.process(b, &it)
-		if len(b.tasks) >= 512 || len(b.meta) >= 2048 {
+		if b.full() {
 			if err := e.commitRetry(ctx, b); err != nil {
 				return
 			}
@@ -545,7 +551,7 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 	if b.wm > e.wm {
 		b.meta[metaWatermark] = []byte(strconv.FormatUint(b.wm, 10))
 	}
-	created, err := e.deps.Queue.Enqueue(ctx, b.tasks, b.meta)
+	created, err := e.enqueue(ctx, b.tasks, b.meta)
 	if err != nil {
 		return err
 	}
@@ -569,14 +575,60 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 	return nil
 }
 
-func (e *Engine) countPending() int {
-	n := 0
-	for _, s := range e.stable {
-		if s.Pending > 0 {
-			n++
+func (e *Engine) countPending() int { return len(e.due) }
+
+// Batch bounds: the queue store's transactions are limited (Badger: a
+// fraction of its 4 MiB memtable).
+const (
+	maxBatchTasks = 200
+	maxBatchMeta  = 400
+)
+
+func (b *batch) full() bool { return len(b.tasks) >= maxBatchTasks || len(b.meta) >= maxBatchMeta }
+
+// enqueue writes tasks and meta in one transaction or, when the store says
+// it is too big, in several: the tasks first, then the meta with the
+// stability states and the watermark last, so that a crash in between
+// leaves work that the journal replay or the next firing redoes (task IDs
+// are put-if-absent, instance records are idempotent).
+func (e *Engine) enqueue(ctx context.Context, tasks []queue.Task, meta map[string][]byte) (int, error) {
+	created, err := e.deps.Queue.Enqueue(ctx, tasks, meta)
+	if err == nil || !errors.Is(err, badger.ErrTxnTooBig) || len(tasks)+len(meta) <= 1 {
+		return created, err
+	}
+	created = 0
+	for len(tasks) > 0 {
+		n := min(len(tasks), 50)
+		c, err := e.enqueue(ctx, tasks[:n], nil)
+		created += c
+		if err != nil {
+			return created, err
+		}
+		tasks = tasks[n:]
+	}
+	var first, last []string
+	for k := range meta {
+		if k == metaWatermark || strings.HasPrefix(k, metaStable) {
+			last = append(last, k)
+		} else {
+			first = append(first, k)
 		}
 	}
-	return n
+	sort.Strings(first)
+	sort.Strings(last)
+	keys := append(first, last...)
+	for len(keys) > 0 {
+		n := min(len(keys), 100)
+		m := map[string][]byte{}
+		for _, k := range keys[:n] {
+			m[k] = meta[k]
+		}
+		if _, err := e.deps.Queue.Enqueue(ctx, nil, m); err != nil {
+			return created, err
+		}
+		keys = keys[n:]
+	}
+	return created, nil
 }
 
 // TaskID is the deterministic ID of the task sending sop for route to
@@ -671,7 +723,21 @@ func (e *Engine) recordStable(b *batch, r *Rule, inst *storage.Instance, it *ite
 	known := false
 	if v, ok := e.get(b, ik); ok && json.Unmarshal(v, &is) == nil {
 		if is.Seq >= it.seq {
-			return // already recorded (a replay)
+			// Already recorded (a replay). Its study state was written
+			// with it or after it; should it be missing (a split write
+			// cut by a crash), rebuild it.
+			if e.stable[key] == nil {
+				st := &stableState{Route: r.Name, Study: inst.StudyInstanceUID, Patient: inst.PatientID, Priority: r.Priority,
+					Forward: r.Forward, Failover: r.Failover, StableAfter: r.StableAfter, Late: r.Late, Coerce: r.coerce, Last: inst.ReceivedAt}
+				if !is.Sent {
+					st.Pending = 1
+					e.due[key] = st
+				}
+				e.stable[key] = st
+				sv, _ := json.Marshal(st)
+				b.meta[metaStable+key] = sv
+			}
+			return
 		}
 		known = !is.Sent // still pending: a newer version replaces it
 	}
@@ -691,13 +757,14 @@ func (e *Engine) recordStable(b *batch, r *Rule, inst *storage.Instance, it *ite
 	if !known {
 		st.Pending++
 	}
+	e.due[key] = st
 	sv, _ := json.Marshal(st)
 	b.meta[metaStable+key] = sv
 }
 
 func (e *Engine) resetTimer(t *time.Timer) {
 	next := time.Time{}
-	for _, s := range e.stable {
+	for _, s := range e.due {
 		if s.Pending > 0 && (next.IsZero() || s.deadline().Before(next)) {
 			next = s.deadline()
 		}
@@ -723,7 +790,7 @@ func (e *Engine) resetTimer(t *time.Timer) {
 func (e *Engine) fireDue(ctx context.Context) {
 	now := e.deps.Clock()
 	var due []*stableState
-	for _, s := range e.stable {
+	for _, s := range e.due {
 		if s.Pending > 0 && !now.Before(s.deadline()) {
 			due = append(due, s)
 		}
@@ -775,6 +842,15 @@ func (e *Engine) fire(ctx context.Context, s *stableState) error {
 			v, _ := json.Marshal(r.is)
 			b.meta[prefix+r.sop] = v
 		}
+		// A large study goes in several transactions: a crash between
+		// them leaves the unsent instances pending (and the same
+		// generation), so the study fires again for them only.
+		if b.full() {
+			if err := e.commit(ctx, b); err != nil {
+				return err
+			}
+			b = e.newBatch()
+		}
 	}
 	next := *s
 	next.Gen++
@@ -786,6 +862,7 @@ func (e *Engine) fire(ctx context.Context, s *stableState) error {
 		return err
 	}
 	*s = next
+	delete(e.due, key)
 	mode := "stable"
 	if next.Gen > 1 {
 		mode = "stable (late instances, " + s.Late + ")"

@@ -401,3 +401,44 @@ routes:
 		}
 	}
 }
+
+// TestLargeStableStudy: a study larger than one transaction's worth of
+// tasks fires whole.
+func TestLargeStableStudy(t *testing.T) {
+	r := newRig(t, t.TempDir(), `
+routes:
+  - {name: big, mode: stable, stable_after: 300ms, forward: [local-pacs]}
+`)
+	defer r.close()
+	now := time.Now()
+	for i := 0; i < 2300; i++ {
+		r.store(studyInst("1.7.1", i, "X", now), true)
+	}
+	waitFor(t, "the large study to fire", 30*time.Second, func() bool { return len(r.tasks("big")) == 2300 })
+	if pend, _ := r.e.PendingStudies(context.Background()); len(pend) != 0 {
+		t.Errorf("still pending: %+v", pend)
+	}
+}
+
+// TestEnqueueSplitsTooBigTransactions: a write the store refuses as too
+// big goes in parts, tasks first.
+func TestEnqueueSplitsTooBigTransactions(t *testing.T) {
+	r := newRig(t, t.TempDir(), twoModes)
+	defer r.close()
+	var tasks []queue.Task
+	meta := map[string][]byte{}
+	for i := 0; i < 4000; i++ {
+		tasks = append(tasks, tasksFor("x", "ROUTINE", []string{"local-pacs"}, nil, nil, instRef{"1.6", "1.6.1", fmt.Sprintf("1.6.1.%d", i)}, "0")...)
+		meta[fmt.Sprintf("%s%d", metaInst, i)] = []byte(`{"series":"1.6.1","seq":1}`)
+	}
+	if _, err := r.q.Enqueue(context.Background(), tasks, meta); err == nil {
+		t.Skip("the store took 4000 tasks in one transaction: nothing to split")
+	}
+	n, err := r.e.enqueue(context.Background(), tasks, meta)
+	if err != nil || n != 4000 {
+		t.Fatalf("enqueue: %d, %v", n, err)
+	}
+	if got := len(r.tasks("x")); got != 4000 {
+		t.Errorf("%d tasks stored", got)
+	}
+}
