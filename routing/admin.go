@@ -63,7 +63,8 @@ const MaxReloadSize = 4 << 20
 //	                           calendars and holidays replace the running ones
 //	                           (empty body: recompile the running configuration,
 //	                           calendars re-read); 422 naming the rule when refused
-//	POST /api/routes/test      body: a DICOM Part 10 file; ?at=RFC3339&calling_ae=AE;
+//	POST /api/routes/test      body: a DICOM Part 10 file; ?at=RFC3339&calling_ae=AE
+//	                           (&called_ae, source_addr, channel, user);
 //	                           which rules match and why (nothing is sent)
 func (e *Engine) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -114,7 +115,13 @@ func (e *Engine) AdminHandler() http.Handler {
 		}
 		defer x.Close()
 		src := storage.Source{Channel: "import", CallingAE: r.URL.Query().Get("calling_ae"), CalledAE: r.URL.Query().Get("called_ae"),
-			RemoteAddr: r.URL.Query().Get("source_addr")}
+			RemoteAddr: r.URL.Query().Get("source_addr"), User: r.URL.Query().Get("user")}
+		if src.CallingAE != "" {
+			src.Channel = "dimse"
+		}
+		if c := r.URL.Query().Get("channel"); c != "" {
+			src.Channel = c
+		}
 		inst, err := x.Instance(r.Context(), http.MaxBytesReader(w, r.Body, MaxTestFileSize), src, at)
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})

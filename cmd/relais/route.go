@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -229,21 +230,27 @@ func dash(s string) string {
 func routeTestCmd() *cobra.Command {
 	var cfgFile, dataDir, at, callingAE, calledAE, sourceAddr string
 	var asJSON bool
+	var ac adminClient
 	cmd := &cobra.Command{
-		Use:   "test --config FILE (DICOM_FILE... | --data DIR STUDY_UID)",
+		Use:   "test (--config FILE | --server URL) (DICOM_FILE... | --data DIR STUDY_UID)",
 		Short: "Dry run: which rules match an instance, and why",
 		Long: `Evaluates the rules of --config for DICOM files (their index record built as
 ingest builds it; arrival channel "import" unless --calling-ae is given, time
 --at or now) or for the instances of a study stored under --data (each with
 its recorded arrival context and time unless --at; relais serve must not be
-running on that data directory). Nothing is sent.`,
+running on that data directory). With --server instead of --config, the
+files are tested against the rules in force on the running node
+(POST /api/routes/test, admin token). Nothing is sent.`,
 		Example: `  relais route test --config relais.yaml ct0001.dcm
   relais route test --config relais.yaml --at "2026-12-25 03:00" --calling-ae CT_URG ct0001.dcm
   relais route test --config relais.yaml --data ./relais-data 1.2.840.113619.2.55.3.1234`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if cfgFile == "" {
-				return errors.New("--config is required")
+			if cfgFile == "" || ac.server != "" {
+				if ac.server == "" {
+					return errors.New("give --config FILE (its rules), or --server URL (the running node's rules)")
+				}
+				return remoteRouteTest(cmd, &ac, args, at, callingAE, calledAE, sourceAddr, asJSON)
 			}
 			_, rs, err := loadRules(cfgFile)
 			if err != nil {
@@ -329,7 +336,50 @@ running on that data directory). Nothing is sent.`,
 	f.StringVar(&calledAE, "called-ae", "", "called AE title of the arrival")
 	f.StringVar(&sourceAddr, "source-addr", "", "source address of the arrival (host:port)")
 	f.BoolVar(&asJSON, "json", false, "JSON output")
+	ac.flags(cmd)
 	return cmd
+}
+
+// remoteRouteTest posts files to the running node's dry run.
+func remoteRouteTest(cmd *cobra.Command, ac *adminClient, files []string, at, callingAE, calledAE, sourceAddr string, asJSON bool) error {
+	q := url.Values{}
+	for k, v := range map[string]string{"at": at, "calling_ae": callingAE, "called_ae": calledAE, "source_addr": sourceAddr} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	var reports []routing.TestReport
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		b, code, err := ac.do(cmd.Context(), nil, http.MethodPost, "/api/routes/test?"+q.Encode(), "application/dicom", body)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK {
+			return fmt.Errorf("%s: %w", f, apiError(b, code))
+		}
+		var rep routing.TestReport
+		if err := json.Unmarshal(b, &rep); err != nil {
+			return err
+		}
+		reports = append(reports, rep)
+		if !asJSON {
+			src := storage.Source{Channel: "import", CallingAE: callingAE}
+			if callingAE != "" {
+				src.Channel = "dimse"
+			}
+			printDecisions(cmd.OutOrStdout(), f, &storage.Instance{SOPInstanceUID: rep.SOPInstanceUID, StudyInstanceUID: rep.StudyInstanceUID, Source: src}, rep.At, rep.Decisions)
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(reports)
+	}
+	return nil
 }
 
 func printDecisions(w io.Writer, label string, inst *storage.Instance, at time.Time, ds []routing.Decision) {

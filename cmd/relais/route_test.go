@@ -116,6 +116,12 @@ func TestRouteTestStoredStudyAndReloadAuth(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "night-and-weekend") {
 		t.Errorf("route list from the server: %v\n%s", err, out)
 	}
+	// Dry run against the running node's rules.
+	out, err = exec.Command(relaisBin, "route", "test", "--server", server, "--token", token, "--calling-ae", "CT_URG",
+		"--at", "2026-01-07 10:00", files[0]).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "stroke   APPLIES") || !strings.Contains(string(out), `CallingAE="CT_URG"`) {
+		t.Errorf("route test --server: %v\n%s", err, out)
+	}
 	s.stop()
 	var study string
 	for _, ev := range storedEvents(t, data) {
