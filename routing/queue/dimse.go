@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -219,64 +220,130 @@ func (s *DIMSESender) Send(ctx context.Context, dest string, items []Item) []err
 	// A data set in flight is finished even when ctx ends.
 	storeCtx := context.WithoutCancel(ctx)
 	fresh := p.timer == nil // dialed for this Send, not reused
+	// The next item is read ahead while the current one is on the wire:
+	// blobs were written with O_DIRECT and are read from the disk.
+	next := prefetch(ctx, items[0])
 	for i, it := range items {
-		if err := ctx.Err(); err != nil {
-			errs[i] = err
-			continue
+		cur := next
+		next = nil
+		if i+1 < len(items) {
+			next = prefetch(ctx, items[i+1])
 		}
-		if p.a.Err() != nil && !fresh {
-			// The reused idle association ended meanwhile: associate again.
-			fresh = true
-			np, err := s.dial(ctx, items)
-			if err != nil {
-				errs[i] = err
-				continue
-			}
-			p = np
-		}
-		if p.a.Err() != nil {
-			errs[i] = fmt.Errorf("association with %s ended: %w", s.CalledAE, p.a.Err())
-			continue
-		}
-		inst := it.Instance
-		pc, ok := retrieve.PickContext(p.a.Accepted(), inst.SOPClassUID, inst.TransferSyntaxUID)
-		if !ok {
-			err := fmt.Errorf("destination %s accepts none of %s for SOP class %s", s.CalledAE, syntaxesFor(inst.TransferSyntaxUID), inst.SOPClassUID)
-			if p.proposed[pkey{inst.SOPClassUID, inst.TransferSyntaxUID}] {
-				err = Permanent(err)
-			}
-			errs[i] = err
-			continue
-		}
-		st, err := storeItem(storeCtx, p.a, pc, it)
-		if err != nil && !fresh {
-			// The peer may have closed the idle association we reused
-			// (its own idle timeout; the write fails before the end is
-			// noticed): associate again once and resend.
-			p.a.Abort()
-			fresh = true
-			if np, derr := s.dial(ctx, items); derr == nil {
-				p = np
-				if pc, ok = retrieve.PickContext(p.a.Accepted(), inst.SOPClassUID, inst.TransferSyntaxUID); ok {
-					st, err = storeItem(storeCtx, p.a, pc, it)
+		stored := false
+		func() {
+			defer func() {
+				if !stored {
+					drop(cur)
 				}
-			}
-		}
-		fresh = true
-		switch {
-		case err != nil:
-			errs[i] = err
-		case st.Category() == dimse.CategorySuccess || st.Category() == dimse.CategoryWarning:
-			errs[i] = nil
-		default:
-			errs[i] = fmt.Errorf("C-STORE refused by %s: status %s", s.CalledAE, st)
-			if permanentStatus(st.Code) {
-				errs[i] = Permanent(errs[i])
-			}
-		}
+			}()
+			errs[i] = s.sendOne(ctx, storeCtx, &p, &fresh, items, it, cur, &stored)
+		}()
 	}
 	s.put(p)
 	return errs
+}
+
+// sendOne sends one item on *p (reassociating once when a reused
+// association turns out dead); stored says whether cur was consumed.
+func (s *DIMSESender) sendOne(ctx, storeCtx context.Context, pp **pooled, fresh *bool, items []Item, it Item, cur <-chan opened, stored *bool) error {
+	p := *pp
+	defer func() { *pp = p }()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if p.a.Err() != nil && !*fresh {
+		// The reused idle association ended meanwhile: associate again.
+		*fresh = true
+		np, err := s.dial(ctx, items)
+		if err != nil {
+			return err
+		}
+		p = np
+	}
+	if p.a.Err() != nil {
+		return fmt.Errorf("association with %s ended: %w", s.CalledAE, p.a.Err())
+	}
+	inst := it.Instance
+	pc, ok := retrieve.PickContext(p.a.Accepted(), inst.SOPClassUID, inst.TransferSyntaxUID)
+	if !ok {
+		err := fmt.Errorf("destination %s accepts none of %s for SOP class %s", s.CalledAE, syntaxesFor(inst.TransferSyntaxUID), inst.SOPClassUID)
+		if p.proposed[pkey{inst.SOPClassUID, inst.TransferSyntaxUID}] {
+			err = Permanent(err)
+		}
+		return err
+	}
+	*stored = true
+	st, err := storeItem(storeCtx, p.a, pc, it, func(context.Context) (io.ReadCloser, error) {
+		o := <-cur
+		return o.rc, o.err
+	})
+	if err != nil && !*fresh {
+		// The peer may have closed the idle association we reused
+		// (its own idle timeout; the write fails before the end is
+		// noticed): associate again once and resend.
+		p.a.Abort()
+		*fresh = true
+		if np, derr := s.dial(ctx, items); derr == nil {
+			p = np
+			if pc, ok = retrieve.PickContext(p.a.Accepted(), inst.SOPClassUID, inst.TransferSyntaxUID); ok {
+				st, err = storeItem(storeCtx, p.a, pc, it, it.Open)
+			}
+		}
+	}
+	*fresh = true
+	switch {
+	case err != nil:
+		return err
+	case st.Category() == dimse.CategorySuccess || st.Category() == dimse.CategoryWarning:
+		return nil
+	default:
+		err := fmt.Errorf("C-STORE refused by %s: status %s", s.CalledAE, st)
+		if permanentStatus(st.Code) {
+			err = Permanent(err)
+		}
+		return err
+	}
+}
+
+// prefetchSize is how much of the next item is read ahead.
+const prefetchSize = 1 << 20
+
+type opened struct {
+	rc  io.ReadCloser
+	err error
+}
+
+// prefetch opens it and reads up to prefetchSize bytes in the background.
+func prefetch(ctx context.Context, it Item) <-chan opened {
+	ch := make(chan opened, 1)
+	go func() {
+		rc, err := it.Open(ctx)
+		if err != nil {
+			ch <- opened{err: err}
+			return
+		}
+		buf := make([]byte, prefetchSize)
+		n, err := io.ReadFull(rc, buf)
+		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+			rc.Close()
+			ch <- opened{err: fmt.Errorf("reading %s: %w", it.Instance.SOPInstanceUID, err)}
+			return
+		}
+		ch <- opened{rc: readCloser{io.MultiReader(bytes.NewReader(buf[:n]), rc), rc.Close}}
+	}()
+	return ch
+}
+
+// drop closes a prefetched item that will not be sent.
+func drop(ch <-chan opened) {
+	if ch == nil {
+		return
+	}
+	go func() {
+		if o := <-ch; o.rc != nil {
+			o.rc.Close()
+		}
+	}()
 }
 
 func syntaxesFor(ts string) string {
@@ -301,8 +368,8 @@ func syntaxesFor(ts string) string {
 
 // storeItem streams one item's data set on pc, transcoded between
 // uncompressed syntaxes when pc's differs from the stored one.
-func storeItem(ctx context.Context, a *dimse.Association, pc dimse.PresentationContext, it Item) (dimse.Status, error) {
-	rc, err := it.Open(ctx)
+func storeItem(ctx context.Context, a *dimse.Association, pc dimse.PresentationContext, it Item, open func(context.Context) (io.ReadCloser, error)) (dimse.Status, error) {
+	rc, err := open(ctx)
 	if err != nil {
 		return dimse.Status{}, err
 	}
