@@ -102,9 +102,16 @@ func (e *Engine) webhook(url, route, study string, payload any) {
 	var lastErr error
 	for attempt := 0; attempt < 4; attempt++ {
 		if attempt > 0 {
-			time.Sleep(time.Duration(attempt*attempt) * 500 * time.Millisecond)
+			select {
+			case <-time.After(time.Duration(attempt*attempt) * 500 * time.Millisecond):
+			case <-e.bgCtx.Done():
+			}
+			if e.bgCtx.Err() != nil {
+				lastErr = fmt.Errorf("stopped before attempt %d: %w (last: %v)", attempt+1, e.bgCtx.Err(), lastErr)
+				break
+			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(e.bgCtx, 10*time.Second)
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 		if err != nil {
 			cancel()
@@ -151,7 +158,7 @@ func (e *Engine) priors(rc config.Route, prio, study, patient string) {
 		}
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(e.bgCtx, 10*time.Minute)
 	defer cancel()
 	insts, err := e.deps.Priors.FetchPriors(ctx, *rc.Priors, patient, study)
 	if err != nil {

@@ -104,10 +104,10 @@ type Engine struct {
 	wm     uint64
 	lastGC time.Time
 
-	bg      sync.WaitGroup // webhooks, priors
-	started atomic.Bool
-	idle    chan struct{}
-	mu      sync.Mutex
+	bg       sync.WaitGroup // webhooks, priors, calendar refreshes
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	started  atomic.Bool
 }
 
 type item struct {
@@ -180,9 +180,10 @@ func New(cfg *config.Config, deps Deps) (*Engine, error) {
 	}
 	e := &Engine{deps: deps, in: make(chan item, deps.Buffer), log: deps.Logger, stable: map[string]*stableState{},
 		due: map[string]*stableState{}, dests: cfg.Destinations,
-		reqs: make(chan func()), idle: make(chan struct{}, 1)}
+		reqs: make(chan func())}
 	e.rules.Store(rs)
 	e.cfg.Store(cfg)
+	e.bgCtx, e.bgCancel = context.WithCancel(context.Background())
 	e.m = newEngineMetrics()
 	if deps.Metrics != nil {
 		if err := e.m.register(deps.Metrics); err != nil {
@@ -257,11 +258,24 @@ func (e *Engine) Run(ctx context.Context) error {
 	if !e.started.CompareAndSwap(false, true) {
 		return errors.New("routing: engine already running")
 	}
-	if err := e.load(ctx); err != nil {
-		return err
-	}
-	if err := e.replay(ctx); err != nil {
-		return err
+	// Without its state and the journal's gap routed, the engine must not
+	// route live instances (it would persist a watermark past the gap):
+	// retry, loudly; meanwhile ingest's instances wait in the channel.
+	for i := 0; ; i++ {
+		err := e.load(ctx)
+		if err == nil {
+			err = e.replay(ctx)
+		}
+		if err == nil {
+			break
+		}
+		e.m.errors.Inc()
+		e.log.Error("routing: cannot start (state or journal replay); retrying", "err", err, "attempt", i+1)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(min(time.Duration(i+1)*2*time.Second, time.Minute)):
+		}
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -273,7 +287,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.resetTimer(timer)
 		select {
 		case <-ctx.Done():
-			e.cycle(context.Background(), nil)
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			e.cycle(sctx, nil)
+			cancel()
+			e.bgCancel()
 			e.bg.Wait()
 			return nil
 		case it := <-e.in:
@@ -286,13 +303,11 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.cycle(ctx, nil)
 			e.gc()
 		case <-refresh.C:
-			e.refreshCalendars(ctx)
-		}
-		if len(e.in) == 0 {
-			select {
-			case e.idle <- struct{}{}:
-			default:
-			}
+			e.bg.Add(1)
+			go func() { // a URL fetch must not hold routing
+				defer e.bg.Done()
+				e.refreshCalendars(ctx)
+			}()
 		}
 	}
 }
