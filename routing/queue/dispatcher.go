@@ -499,14 +499,10 @@ func journalEvent(kind string, t *Task, reason, user string, data []byte) *journ
 // report journals, counts and logs one recorded outcome.
 func (d *Dispatcher) report(w *destWorker, r Result, err error, redelivery bool, now time.Time) {
 	t, m, log := r.Task, d.Metrics, d.log()
-	attempt := t.Attempts
-	if r.Transition == Sent {
-		attempt = t.Attempts + 1
-	}
 	switch r.Transition {
 	case Sent:
 		lat := now.Sub(t.Created)
-		d.journal("delivery.sent", t, "", eventData{Destination: r.From, Attempt: attempt, Total: t.TotalAttempts + 1, Redelivery: redelivery, LatencyMS: lat.Milliseconds()})
+		d.journal("delivery.sent", t, "", eventData{Destination: r.From, Attempt: r.Attempt, Total: t.TotalAttempts + 1, Redelivery: redelivery, LatencyMS: lat.Milliseconds()})
 		if m != nil {
 			m.Deliveries.WithLabelValues(r.From, "sent").Inc()
 			m.Latency.WithLabelValues(r.From).Observe(lat.Seconds())
@@ -525,11 +521,7 @@ func (d *Dispatcher) report(w *destWorker, r Result, err error, redelivery bool,
 	if m != nil {
 		m.Deliveries.WithLabelValues(r.From, "failed").Inc()
 	}
-	failedAttempt := t.Attempts
-	if r.Transition == Failover {
-		failedAttempt = 0 // reset by the failover; the journal says the total
-	}
-	d.journal("delivery.failed", t, reason, eventData{Destination: r.From, Attempt: failedAttempt, Total: t.TotalAttempts,
+	d.journal("delivery.failed", t, reason, eventData{Destination: r.From, Attempt: r.Attempt, Total: t.TotalAttempts,
 		NextTry: func() string {
 			if r.Transition == Retrying {
 				return t.NextTry.UTC().Format(time.RFC3339Nano)

@@ -446,6 +446,12 @@ func TestDestinationDownThenUp(t *testing.T) {
 			t.Errorf("failure %d came %v after the previous (before: %v): no backoff", i, cur, prev)
 		}
 	}
+	var first, last eventData
+	json.Unmarshal(evs["delivery.failed"][0].Data, &first)
+	json.Unmarshal(evs["delivery.sent"][len(evs["delivery.sent"])-1].Data, &last)
+	if first.Attempt != 1 || first.Destination != "pacs" || first.NextTry == "" || last.Attempt < 2 {
+		t.Errorf("journal data: first failure %+v, a delivery %+v", first, last)
+	}
 	if !strings.Contains(evs["delivery.failed"][0].Reason, "connection refused") {
 		t.Errorf("failure reason %q", evs["delivery.failed"][0].Reason)
 	}

@@ -856,8 +856,10 @@ const (
 type Result struct {
 	Task       *Task // after the transition
 	Transition Transition
-	// From is the destination of the attempt.
-	From string
+	// From is the destination of the attempt and Attempt its number there
+	// (1 for the first attempt on From).
+	From    string
+	Attempt int
 }
 
 // Complete records attempt outcomes in one transaction and returns what
@@ -881,7 +883,7 @@ func (s *Store) Complete(now time.Time, pol Policy, outs []Outcome) ([]Result, e
 			if err != nil {
 				return err
 			}
-			r := Result{From: t.Destination()}
+			r := Result{From: t.Destination(), Attempt: t.Attempts + 1}
 			if t.State != Pending || !t.Claimed.Equal(o.Claimed) {
 				r.Task, r.Transition = t, Stale
 				if o.Err == nil {
