@@ -29,6 +29,7 @@ import (
 	"github.com/relais-health/relais/coerce"
 	"github.com/relais-health/relais/config"
 	"github.com/relais-health/relais/dicom"
+	"github.com/relais-health/relais/ingest"
 	"github.com/relais-health/relais/routing/calendar"
 	"github.com/relais-health/relais/storage"
 )
@@ -376,27 +377,14 @@ func oneLine(err error) string {
 
 var indexedSet = func() map[string]bool {
 	m := map[string]bool{}
-	for _, l := range [][]string{storage.PatientLevelTags, storage.StudyLevelTags, storage.SeriesLevelTags} {
-		for _, t := range l {
-			m[t] = true
-		}
+	for _, t := range ingest.IndexedTags {
+		m[fmt.Sprintf("%08X", uint32(t))] = true
 	}
 	return m
 }()
 
-// indexed reports whether ingest keeps attribute h in Instance.Attrs (the
-// level lists, plus the instance-level attributes ingest indexes).
-func indexed(h string) bool {
-	if indexedSet[h] {
-		return true
-	}
-	switch h {
-	case "00080016", "00080018", "00200013", "00080023", "00080033", "00280010", "00280011", "00280100",
-		"00280008", "00280004", "00181030", "00080060", "0020000E", "0020000D":
-		return true
-	}
-	return false
-}
+// indexed reports whether ingest keeps attribute h in Instance.Attrs.
+func indexed(h string) bool { return indexedSet[h] }
 
 func keptSequences() string {
 	var out []string

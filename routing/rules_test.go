@@ -202,3 +202,13 @@ routes:
 		t.Errorf("routine defaults: %+v", r)
 	}
 }
+
+func TestWarningsForAttributesNotIndexed(t *testing.T) {
+	rs, err := Compile(testConfig(t, destsYAML+`routes: [{name: w, when: 'SliceThickness == "1" || Modality == "CT"', forward: [local-pacs]}]`), rotaLoader(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.Warnings) != 1 || !strings.Contains(rs.Warnings[0], `route "w": SliceThickness is not an indexed attribute`) {
+		t.Errorf("warnings %v", rs.Warnings)
+	}
+}
