@@ -151,6 +151,47 @@ func (s *server) metric(t *testing.T, name string) float64 {
 	return sum
 }
 
+// histogramQuantiles returns the bucket bounds holding the 50th and 99th
+// percentiles of a histogram from /metrics (all label sets summed).
+func (s *server) histogramQuantiles(t *testing.T, name string) (string, string) {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	counts := map[string]float64{}
+	var les []string
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 || !strings.HasPrefix(f[0], name+"_bucket{") {
+			continue
+		}
+		i := strings.Index(f[0], `le="`)
+		if i < 0 {
+			continue
+		}
+		le := f[0][i+4 : strings.IndexByte(f[0][i+4:], '"')+i+4]
+		v, _ := strconv.ParseFloat(f[1], 64)
+		if _, ok := counts[le]; !ok {
+			les = append(les, le)
+		}
+		counts[le] += v
+	}
+	total := counts["+Inf"]
+	q := func(p float64) string {
+		for _, le := range les {
+			if counts[le] >= p*total {
+				return le
+			}
+		}
+		return "?"
+	}
+	return q(0.5), q(0.99)
+}
+
 func rtAssertIdentical(t *testing.T, got map[string][]string, sops map[string]string) {
 	t.Helper()
 	for sop, src := range sops {
@@ -220,6 +261,8 @@ routes:
 	if n := len(local.received(t)); n != 0 {
 		t.Errorf("default route received %d instances; the first match should decide", n)
 	}
+	p50, p99 := s.histogramQuantiles(t, "relais_delivery_latency_seconds")
+	t.Logf("delivery latency (task created → accepted by storescp), from the histogram: p50 ≤ %vs, p99 ≤ %vs", p50, p99)
 	if n := len(journalKinds(t, s.data, "route.fired")); n < 200 {
 		t.Errorf("route.fired events: %d, want 200", n)
 	}
