@@ -107,6 +107,7 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	runCtx  context.Context
+	stopped bool // no lane starts once set (Run is waiting for them)
 	workers map[string]*destWorker
 	wg      sync.WaitGroup
 	hooks   sync.WaitGroup
@@ -195,6 +196,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		d.refreshLoop(ctx)
 	}()
 	<-ctx.Done()
+	d.mu.Lock()
+	d.stopped = true
+	d.mu.Unlock()
 	d.wg.Wait()
 	d.mu.Lock()
 	for _, w := range d.workers {
@@ -262,7 +266,7 @@ func (d *Dispatcher) worker(dest string) *destWorker {
 	if lanes <= 0 {
 		lanes = 2
 	}
-	if d.runCtx != nil {
+	if d.runCtx != nil && !d.stopped {
 		for i := 0; i < lanes; i++ {
 			d.wg.Add(1)
 			go func() {
