@@ -62,3 +62,40 @@ func TestSecondaryRebuild(t *testing.T) {
 		t.Errorf("DOE*: %d studies, want %d", n, studies)
 	}
 }
+
+// TestStudiesByCachedRecords: the decoded-study cache behind StudiesBy
+// never serves a stale record, and a caller modifying what it got does not
+// change what the next caller gets.
+func TestStudiesByCachedRecords(t *testing.T) {
+	ctx := context.Background()
+	ix := open(t, t.TempDir())
+	defer ix.Close()
+	in := indextest.NewInstance("P1", "1.2.3", "1.2.3.1", 1)
+	if err := ix.PutInstance(ctx, in, 1); err != nil {
+		t.Fatal(err)
+	}
+	get := func() *storage.Study {
+		var got *storage.Study
+		err := ix.StudiesBy(ctx, storage.StudyByPatientID, storage.ValueRange{Value: "P1", Exact: true}, func(s *storage.Study) error {
+			got = s
+			return nil
+		})
+		if err != nil || got == nil {
+			t.Fatalf("StudiesBy: %v %v", got, err)
+		}
+		return got
+	}
+	s := get()
+	s.Attrs["00081030"] = "SCRIBBLED"
+	s.Modalities[0] = "XX"
+	if s2 := get(); s2.Attrs["00081030"] == "SCRIBBLED" || s2.Modalities[0] == "XX" {
+		t.Fatal("a caller's changes leaked into the cache")
+	}
+	in2 := indextest.NewInstance("P1", "1.2.3", "1.2.3.2", 2)
+	if err := ix.PutInstance(ctx, in2, 2); err != nil {
+		t.Fatal(err)
+	}
+	if s3 := get(); s3.Instances != 2 || s3.Series != 2 {
+		t.Fatalf("stale study record: %d instances, %d series", s3.Instances, s3.Series)
+	}
+}

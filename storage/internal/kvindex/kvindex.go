@@ -69,6 +69,7 @@ type Index struct {
 	c      rowCache
 	xBuilt bool
 	xmu    sync.Mutex // serializes secondary index builds
+	sc     studyCache
 }
 
 var _ storage.Index = (*Index)(nil)

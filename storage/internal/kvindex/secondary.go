@@ -173,14 +173,18 @@ func (ix *Index) StudiesBy(ctx context.Context, key storage.StudyKey, r storage.
 					return nil
 				}
 				seen[uid] = true
-				var sr studyRec
-				ok, err := optional(getJSON(tx, pStudy+uid, &sr))
+				raw, err := tx.Get(pStudy + uid)
+				if errors.Is(err, storage.ErrNotFound) {
+					return nil
+				}
 				if err != nil {
 					return err
 				}
-				if ok {
-					page = append(page, sr.export())
+				st, err := ix.sc.study(pStudy+uid, raw)
+				if err != nil {
+					return err
 				}
+				page = append(page, st)
 				return nil
 			})
 			if errors.Is(err, errStop) {
