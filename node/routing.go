@@ -98,16 +98,23 @@ func (n *Node) startRouting() (stop func()) {
 	}
 }
 
-// routingHandler serves the routing admin API (/api/routes...) behind
-// admin authentication (unless http.auth is none) and everything else
-// with h.
+// routingHandler serves the routing admin API (/api/routes...) and the
+// queue's (/api/queue/...) behind admin authentication (unless http.auth
+// is none), and everything else with h.
 func (n *Node) routingHandler(h http.Handler) http.Handler {
 	if n.routing == nil {
 		return h
 	}
-	admin := n.routing.Engine.AdminHandler()
+	routes := n.routing.Engine.AdminHandler()
+	tasks := n.routing.Dispatcher.AdminHandler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/api/routes" && !strings.HasPrefix(r.URL.Path, "/api/routes/") {
+		var admin http.Handler
+		switch {
+		case r.URL.Path == "/api/routes" || strings.HasPrefix(r.URL.Path, "/api/routes/"):
+			admin = routes
+		case strings.HasPrefix(r.URL.Path, queue.AdminPathPrefix):
+			admin = tasks
+		default:
 			h.ServeHTTP(w, r)
 			return
 		}
@@ -115,11 +122,12 @@ func (n *Node) routingHandler(h http.Handler) http.Handler {
 			p, err := n.Tokens.Authorize(r, auth.Admin)
 			if err != nil {
 				if !errors.Is(err, auth.ErrNoToken) {
-					n.Logger.Warn("routing admin API: authentication refused", "remote", r.RemoteAddr, "path", r.URL.Path, "user", p.User, "error", err)
+					n.Logger.Warn("admin API: authentication refused", "remote", r.RemoteAddr, "path", r.URL.Path, "user", p.User, "error", err)
 				}
 				auth.WriteChallenge(w, err)
 				return
 			}
+			r = r.WithContext(queue.WithUser(r.Context(), p.User))
 		}
 		admin.ServeHTTP(w, r)
 	})

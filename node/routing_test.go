@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -92,6 +93,27 @@ func TestRoutingWired(t *testing.T) {
 	}
 	if code != http.StatusOK {
 		t.Errorf("GET /api/routes with an admin token: %d", code)
+	}
+	// The queue's API, behind the same check.
+	for _, withToken := range []bool{false, true} {
+		req, _ := http.NewRequest("GET", base+"/api/queue/tasks?route=all", nil)
+		if withToken {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list []queue.Task
+		json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		want := http.StatusUnauthorized
+		if withToken {
+			want = http.StatusOK
+		}
+		if resp.StatusCode != want || withToken && len(list) != 1 {
+			t.Errorf("GET /api/queue/tasks (token %v): %d, %d tasks", withToken, resp.StatusCode, len(list))
+		}
 	}
 	// Other paths are unaffected.
 	resp, err = http.Get(base + "/healthz")
