@@ -1,10 +1,3 @@
-// Package routing is Relais's rules engine: it compiles the configured
-// routes (expressions over an instance's attributes, its arrival context
-// and its arrival time), evaluates them for every durable instance, and
-// turns the routes that fire into durable delivery tasks of package
-// routing/queue (immediately per instance, or per study once it is
-// stable). It reacts to ingest's OnDurable hook and replays the journal
-// above its own watermark at start, so that no instance is ever missed.
 package routing
 
 import (
