@@ -498,7 +498,7 @@ func (rs *Rules) env(ec *evalCtx) map[string]any {
 	env["SourceAddr"] = inst.Source.RemoteAddr
 	env["Channel"] = inst.Source.Channel
 	env["User"] = inst.Source.User
-	env["Now"] = ec.now
+	env["Now"] = ec.now.In(rs.loc) // Now.Hour() is local time, like hour()
 	lt := ec.now.In(rs.loc)
 	env["weekday"] = func() string {
 		d := lt.Weekday().String()[:3]

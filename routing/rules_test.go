@@ -212,3 +212,15 @@ func TestWarningsForAttributesNotIndexed(t *testing.T) {
 		t.Errorf("warnings %v", rs.Warnings)
 	}
 }
+
+func TestNowIsLocal(t *testing.T) {
+	rs, err := Compile(testConfig(t, destsYAML+`routes: [{name: n, when: 'Now.Hour() == 3 && hour() == 3 && weekday() == "Sat"', forward: [local-pacs]}]`), rotaLoader(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := inst(nil)
+	in.ReceivedAt = paris(t, "2026-01-10 03:30").UTC()
+	if ds := rs.Evaluate(in, time.Time{}); len(ds) != 1 {
+		t.Errorf("Now is not in the rules' time zone: %+v", rs.Test(in, time.Time{}))
+	}
+}
