@@ -891,6 +891,9 @@ func (e *Engine) fire(ctx context.Context, s *stableState) error {
 	if r := e.ruleByName(s.Route); r != nil {
 		route = r.Route
 	}
+	if next.Gen > 1 {
+		route.Priors = nil // fetched with the study's first firing
+	}
 	e.studyActions(s.Route, s.Priority, route, s.Study, s.Patient, sops, false)
 	return nil
 }
