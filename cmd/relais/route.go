@@ -229,7 +229,7 @@ func dash(s string) string {
 
 func routeTestCmd() *cobra.Command {
 	var cfgFile, dataDir, at, callingAE, calledAE, sourceAddr string
-	var asJSON bool
+	var asJSON, all bool
 	var ac adminClient
 	cmd := &cobra.Command{
 		Use:   "test (--config FILE | --server URL) (DICOM_FILE... | --data DIR STUDY_UID)",
@@ -264,6 +264,9 @@ files are tested against the rules in force on the running node
 			}
 			out := cmd.OutOrStdout()
 			var reports []routing.TestReport
+			byOutcome := map[string]int{}
+			var outcomes []string
+			quiet := 0
 			report := func(label string, inst *storage.Instance) {
 				t := when
 				if t.IsZero() {
@@ -271,8 +274,28 @@ files are tested against the rules in force on the running node
 				}
 				ds := rs.Test(inst, t)
 				reports = append(reports, routing.TestReport{SOPInstanceUID: inst.SOPInstanceUID, StudyInstanceUID: inst.StudyInstanceUID, At: t, Decisions: ds})
-				if !asJSON {
+				var applied []string
+				for _, d := range ds {
+					if d.Applies {
+						applied = append(applied, d.Route)
+					}
+				}
+				key := strings.Join(applied, ", ")
+				if key == "" {
+					key = "(no route)"
+				}
+				if byOutcome[key] == 0 {
+					outcomes = append(outcomes, key)
+				}
+				byOutcome[key]++
+				if asJSON {
+					return
+				}
+				// A study: every instance with a new outcome in full, the others counted.
+				if all || byOutcome[key] == 1 || !cmd.Flags().Changed("data") {
 					printDecisions(out, label, inst, t.In(rs.Location()), ds)
+				} else {
+					quiet++
 				}
 			}
 			if cmd.Flags().Changed("data") {
@@ -298,6 +321,16 @@ files are tested against the rules in force on the running node
 				}
 				if n == 0 {
 					return fmt.Errorf("study %s is not in the index of %s", args[0], dataDir)
+				}
+				if !asJSON {
+					fmt.Fprintf(out, "study %s: %d instance(s)", args[0], n)
+					if quiet > 0 {
+						fmt.Fprintf(out, " (%d with an outcome already shown not printed: --all prints them)", quiet)
+					}
+					fmt.Fprintln(out)
+					for _, k := range outcomes {
+						fmt.Fprintf(out, "  %d → %s\n", byOutcome[k], k)
+					}
 				}
 			} else {
 				x, err := routing.NewExtractor()
@@ -336,6 +369,7 @@ files are tested against the rules in force on the running node
 	f.StringVar(&calledAE, "called-ae", "", "called AE title of the arrival")
 	f.StringVar(&sourceAddr, "source-addr", "", "source address of the arrival (host:port)")
 	f.BoolVar(&asJSON, "json", false, "JSON output")
+	f.BoolVar(&all, "all", false, "with --data, print every instance (default: one per outcome, then counts)")
 	ac.flags(cmd)
 	return cmd
 }

@@ -131,7 +131,12 @@ func TestRouteTestStoredStudyAndReloadAuth(t *testing.T) {
 	if err != nil {
 		t.Fatalf("route test --data: %v\n%s", err, out)
 	}
-	if strings.Count(string(out), "stroke   APPLIES") != 2 || !strings.Contains(string(out), `dimse from "CT_URG"`) {
+	if strings.Count(string(out), "stroke   APPLIES") != 1 || !strings.Contains(string(out), `dimse from "CT_URG"`) ||
+		!strings.Contains(string(out), "2 instance(s) (1 with an outcome already shown") || !strings.Contains(string(out), "  2 → stroke") {
 		t.Errorf("route test --data:\n%s", out)
+	}
+	out, err = exec.Command(relaisBin, "route", "test", "--config", cfg, "--data", data, "--all", study).CombinedOutput()
+	if err != nil || strings.Count(string(out), "stroke   APPLIES") != 2 {
+		t.Errorf("route test --data --all: %v\n%s", err, out)
 	}
 }
