@@ -102,6 +102,9 @@ type Store struct {
 type entry struct {
 	rec  Record
 	hash [sha256.Size]byte
+	// order is the position of the creation in the file: tokens created
+	// in the same millisecond are listed in the order they were made.
+	order int
 }
 
 // line is one event of the token file.
@@ -244,16 +247,20 @@ func (s *Store) List() ([]Record, error) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]Record, 0, len(s.entries))
+	es := make([]*entry, 0, len(s.entries))
 	for _, e := range s.entries {
-		out = append(out, e.rec)
+		es = append(es, e)
 	}
-	slices.SortFunc(out, func(a, b Record) int {
-		if c := a.Created.Compare(b.Created); c != 0 {
+	slices.SortFunc(es, func(a, b *entry) int {
+		if c := a.rec.Created.Compare(b.rec.Created); c != 0 {
 			return c
 		}
-		return strings.Compare(a.ID, b.ID)
+		return a.order - b.order
 	})
+	out := make([]Record, len(es))
+	for i, e := range es {
+		out[i] = e.rec
+	}
 	return out, nil
 }
 
@@ -435,6 +442,7 @@ func (s *Store) apply(b []byte) error {
 		copy(e.hash[:], h)
 		// An unknown role (from a newer Relais) is kept: it grants nothing.
 		e.rec = Record{ID: l.ID, User: l.User, Role: l.Role, Created: l.Created, Expires: l.Expires}
+		e.order = len(s.entries)
 		s.entries[l.ID] = &e
 	case "revoke":
 		e := s.entries[l.ID]
