@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relais-health/relais/coerce"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -272,8 +273,8 @@ type Route struct {
 	// Continue lets later routes apply too.
 	Continue bool `yaml:"continue"`
 	// Coerce modifies attributes of the forwarded copies (never the
-	// stored instance). Its schema belongs to package coerce.
-	Coerce *yaml.Node `yaml:"coerce"`
+	// stored instance); see package coerce.
+	Coerce *coerce.Spec `yaml:"coerce"`
 	// Priors fetches the patient's prior studies from a remote AE
 	// (C-FIND + C-MOVE to us) and forwards them with the study.
 	Priors *Priors `yaml:"priors"`
@@ -835,6 +836,11 @@ func (c *Config) validateRouting() error {
 			}
 			if !found {
 				return bad(key+".priors.from", "unknown remote AE %q (see remote_aes)", r.Priors.From)
+			}
+		}
+		if r.Coerce != nil {
+			if err := r.Coerce.Validate(); err != nil {
+				return bad(key+".coerce", "%v", err)
 			}
 		}
 		if r.Webhook != "" {

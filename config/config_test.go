@@ -134,6 +134,8 @@ routes:
 		{"holidays: {country: DE}", "holidays.country"},
 		{"holidays: {extra: [2026-13-01]}", "holidays"},
 		{"routes: [{name: a, priors: {from: nope}}]", "routes[0] (a).priors.from"},
+		{"routes: [{name: a, coerce: {sett: {PatientID: x}}}]", "sett"},
+		{"routes: [{name: a, coerce: {set: {NoSuchKeyword: x}}}]", "routes[0] (a).coerce"},
 	} {
 		_, err := Parse([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.key) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/relais-health/relais/coerce"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -165,18 +166,18 @@ routes:
 routes:
   - {name: badc, forward: [local-pacs]}
 `)
-	cfg.Routes[0].Coerce = yamlNode(t, `{sett: {PatientID: x}}`)
+	cfg.Routes[0].Coerce = yamlNode(t, `{set: {NoSuchKeyword: x}}`)
 	_, err = Compile(cfg, rotaLoader(t))
 	if err == nil || !strings.Contains(err.Error(), `route "badc": coerce:`) {
 		t.Errorf("bad coerce: %v", err)
 	}
 }
 
-func yamlNode(t *testing.T, src string) *yaml.Node {
+func yamlNode(t *testing.T, src string) *coerce.Spec {
 	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+	var spec coerce.Spec
+	if err := yaml.Unmarshal([]byte(src), &spec); err != nil {
 		t.Fatal(err)
 	}
-	return doc.Content[0]
+	return &spec
 }

@@ -1,7 +1,6 @@
 package routing
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,7 +16,6 @@ import (
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/relais-health/relais/coerce"
 	"github.com/relais-health/relais/config"
@@ -267,7 +265,7 @@ func (rs *Rules) compileRule(cfg *config.Config, i int, r config.Route, calErr m
 			return nil, bad("priors.from", "unknown remote AE %q", r.Priors.From)
 		}
 	}
-	if r.Coerce != nil && r.Coerce.Kind != 0 {
+	if r.Coerce != nil {
 		raw, err := compileCoerce(r.Coerce)
 		if err != nil {
 			return nil, bad("coerce", "%v", err)
@@ -741,19 +739,9 @@ func (rs *Rules) why(r *Rule, env map[string]any, trace []string) string {
 	return strings.Join(parts, "; ")
 }
 
-// compileCoerce checks a route's coerce block (coerce.Spec) and returns it
-// as JSON for Task.Coerce.
-func compileCoerce(n *yaml.Node) (json.RawMessage, error) {
-	src, err := yaml.Marshal(n)
-	if err != nil {
-		return nil, err
-	}
-	var spec coerce.Spec
-	dec := yaml.NewDecoder(bytes.NewReader(src))
-	dec.KnownFields(true)
-	if err := dec.Decode(&spec); err != nil {
-		return nil, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
-	}
+// compileCoerce checks a route's coerce block and returns it as JSON for
+// Task.Coerce (nil when it changes nothing).
+func compileCoerce(spec *coerce.Spec) (json.RawMessage, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}

@@ -709,9 +709,7 @@ routes:
       issuer_of_patient_id: SITEA
 `, scp.port)
 	if _, err := config.Parse([]byte(cfg)); err != nil {
-		// config.Route.Coerce is a *yaml.Node decoded with KnownFields:
-		// yaml.v3 then refuses every key of the block.
-		t.Skipf("the configuration package refuses coerce blocks: %v", err)
+		t.Fatalf("the coerce block is refused: %v", err)
 	}
 	s := startServer(t, "", cfg)
 	files, sops := rtStudy(t, 3, "THORAX")
