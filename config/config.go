@@ -305,6 +305,11 @@ type Routing struct {
 	MaxAttempts int `yaml:"max_attempts"`
 	// DeadLetterWebhook is called when a task is dead-lettered.
 	DeadLetterWebhook string `yaml:"dead_letter_webhook"`
+	// StrokePatterns are the regular expressions stroke() looks for in
+	// StudyDescription, ProtocolName, RequestedProcedureDescription and
+	// the Procedure Code Sequence's code meanings (default: AVC, STROKE,
+	// THROMB..., ALERTE THROMBOLYSE, UNV, case-insensitive).
+	StrokePatterns []string `yaml:"stroke_patterns"`
 	// MinFreeSpace: below it on the data disk, new associations are refused
 	// and C-STOREs answered A700 (default 1GiB).
 	MinFreeSpace ByteSize `yaml:"min_free_space"`
@@ -854,6 +859,11 @@ func (c *Config) validateRouting() error {
 	}
 	if c.Routing.MaxAttempts < 1 {
 		return bad("routing.max_attempts", "must be at least 1")
+	}
+	for i, p := range c.Routing.StrokePatterns {
+		if _, err := regexp.Compile(p); err != nil {
+			return bad(fmt.Sprintf("routing.stroke_patterns[%d]", i), "%q is not a regular expression: %v", p, err)
+		}
 	}
 	if c.Routing.MinFreeSpace < 0 {
 		return bad("routing.min_free_space", "must not be negative")

@@ -135,6 +135,7 @@ routes:
 		{"holidays: {extra: [2026-13-01]}", "holidays"},
 		{"routes: [{name: a, priors: {from: nope}}]", "routes[0] (a).priors.from"},
 		{"routes: [{name: a, coerce: {sett: {PatientID: x}}}]", "sett"},
+		{"routing: {stroke_patterns: ['(AVC']}", "routing.stroke_patterns[0]"},
 		{"routes: [{name: a, coerce: {set: {NoSuchKeyword: x}}}]", "routes[0] (a).coerce"},
 	} {
 		_, err := Parse([]byte(tc.yaml))

@@ -163,6 +163,9 @@ func Compile(cfg *config.Config, opt Options) (*Rules, error) {
 	rs.noFrench = cfg.Holidays.Country == "none"
 	pats := opt.StrokePatterns
 	if len(pats) == 0 {
+		pats = cfg.Routing.StrokePatterns
+	}
+	if len(pats) == 0 {
 		pats = DefaultStrokePatterns
 	}
 	for _, p := range pats {

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -175,6 +176,24 @@ routes:
 	ds := rs2.Evaluate(in, time.Time{})
 	if len(ds) != 1 || !strings.Contains(ds[0].Why, "ProcedureCodeSequence.CodeMeaning") {
 		t.Errorf("stroke by code meaning: %+v", ds)
+	}
+	// The site's own stroke patterns (routing.stroke_patterns) replace
+	// the defaults.
+	cfg3 := testConfig(t, destsYAML+`
+routing: {stroke_patterns: ['(?i)code rouge']}
+routes: [{name: s, when: 'stroke()', forward: [local-pacs]}]`)
+	rs3, err := Compile(cfg3, rotaLoader(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in = inst(strokeCT)
+	if ds := rs3.Evaluate(in, time.Time{}); len(ds) != 0 {
+		t.Errorf("configured patterns: the default ALERTE THROMBOLYSE still matches: %+v", ds)
+	}
+	in.Attrs = maps.Clone(in.Attrs)
+	in.Attrs["00081030"] = "CT CODE ROUGE"
+	if ds := rs3.Evaluate(in, time.Time{}); len(ds) != 1 {
+		t.Errorf("configured patterns: %q not matched", in.Attrs["00081030"])
 	}
 	// Why names the values read.
 	in = inst(strokeCT)
