@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +143,41 @@ routes:
 		if err == nil || !strings.Contains(err.Error(), tc.key) {
 			t.Errorf("%q: error %v does not name %q", tc.yaml, err, tc.key)
 		}
+	}
+}
+
+// TestREADMEExamples: the configuration examples of the README parse (an
+// admin copies them).
+func TestREADMEExamples(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	i := strings.Index(readme, "## Routing\n")
+	if i < 0 {
+		t.Fatal("README has no Routing section")
+	}
+	block := readme[i:]
+	block = block[strings.Index(block, "```yaml\n")+len("```yaml\n"):]
+	block = block[:strings.Index(block, "```")]
+	// The example names a remote AE for priors: give it one.
+	block = "remote_aes: [{name: pacs, ae: PACS, host: 10.1.1.1, port: 104}]\n" + block
+	if _, err := Parse([]byte(block)); err != nil {
+		t.Fatalf("README routing example: %v", err)
+	}
+	// The configuration reference, with its defaults, is the default.
+	i = strings.Index(readme, "## Configuration reference")
+	ref := readme[i:]
+	ref = ref[strings.Index(ref, "```yaml\n")+len("```yaml\n"):]
+	ref = ref[:strings.Index(ref, "```")]
+	c, err := Parse([]byte(ref))
+	if err != nil {
+		t.Fatalf("README configuration reference: %v", err)
+	}
+	d := Default()
+	if c.AETitle != d.AETitle || c.Limits != d.Limits || c.HTTP.Auth != d.HTTP.Auth || c.Routing.MaxAttempts != d.Routing.MaxAttempts ||
+		c.Routing.MinFreeSpace != d.Routing.MinFreeSpace || c.Holidays.Timezone != d.Holidays.Timezone {
+		t.Errorf("the reference's values differ from the defaults: %+v", c)
 	}
 }
