@@ -69,7 +69,7 @@ func sentCount(c *http.Client, hport int) (int, map[string]float64) {
 	sc.Buffer(make([]byte, 1<<16), 1<<20)
 	for sc.Scan() {
 		l := sc.Text()
-		if !strings.HasPrefix(l, "relais_deliver") {
+		if !strings.HasPrefix(l, "relais_") {
 			continue
 		}
 		i := strings.LastIndexByte(l, ' ')
@@ -86,6 +86,30 @@ func sentCount(c *http.Client, hport int) (int, map[string]float64) {
 		other[l[:i]] = v
 	}
 	return int(n), other
+}
+
+// histMean returns the mean of a histogram in /metrics (sum/count over all
+// label sets), in ms, or -1.
+func histMean(m map[string]float64, name string) float64 {
+	var sum, count float64
+	for k, v := range m {
+		if k == name+"_sum" || strings.HasPrefix(k, name+"_sum{") {
+			sum += v
+		}
+		if k == name+"_count" || strings.HasPrefix(k, name+"_count{") {
+			count += v
+		}
+	}
+	if count == 0 {
+		return -1
+	}
+	return sum / count * 1000
+}
+
+// scrape reads relais' /metrics (relais_* samples only).
+func scrape(p *proc) map[string]float64 {
+	_, m := sentCount(&http.Client{Timeout: 5 * time.Second}, p.hport)
+	return m
 }
 
 // waitSent polls /metrics every 50 ms until n deliveries were sent.

@@ -256,6 +256,9 @@ type result struct {
 	firstSent  time.Duration // route.fired → first delivery.sent
 	cachedFrac float64       // blobs in the page cache when the route fired (checked before it)
 	warmLate   bool          // warming the cache ended after the route fired
+	ingestMs   float64       // mean relais_ingest_duration_seconds (first byte → durable), ms
+	durableMs  float64       // mean relais_ingest_durability_wait_seconds, ms
+	fwdCPUMs   float64       // stable: relais CPU ms per instance from the end of the send to the last delivery
 	sentN      int
 	dups       int
 }
@@ -266,7 +269,7 @@ func (r *result) String() string {
 	}
 	s := fmt.Sprintf("send %.2fs, busy %.0f%%", r.send.Seconds(), 100*r.busy)
 	if r.cpuMs >= 0 {
-		s += fmt.Sprintf(", relais CPU %.2f ms/inst", r.cpuMs)
+		s += fmt.Sprintf(", relais CPU %.2f ms/inst, ingest %.2f ms/inst (fsync wait %.2f)", r.cpuMs, r.ingestMs, r.durableMs)
 	}
 	if len(r.lat) > 0 {
 		s += fmt.Sprintf(", latency p50 %.1f p99 %.1f max %.1f ms (to file: p99 %.1f)", pct(r.lat, 50), pct(r.lat, 99), pct(r.lat, 100), pct(r.latArr, 99))
@@ -275,6 +278,7 @@ func (r *result) String() string {
 		s += fmt.Sprintf(", forward %.2fs (to files %.2fs)", r.fwd.Seconds(), r.fwdArr.Seconds())
 	}
 	if r.phase == "stable-cold" || r.phase == "stable-warm" {
+		s += fmt.Sprintf(", relais CPU forwarding %.2f ms/inst", r.fwdCPUMs)
 		s += fmt.Sprintf(", quiet→fire %.2fs, fire→first sent %.0f ms, cached %.0f%%", r.quiet.Seconds(), float64(r.firstSent)/1e6, 100*r.cachedFrac)
 	}
 	if r.dups > 0 {
@@ -336,6 +340,9 @@ func measure(c *config, phase, dir string) *result {
 	if cpu1 := cpuTicks(pid); cpu0 >= 0 && cpu1 >= 0 {
 		rr.cpuMs = float64(cpu1-cpu0) * 10 / float64(c.n)
 	}
+	m := scrape(rel)
+	rr.ingestMs = histMean(m, "relais_ingest_duration_seconds")
+	rr.durableMs = histMean(m, "relais_ingest_durability_wait_seconds")
 	if rr.err != nil {
 		return rr
 	}
@@ -360,12 +367,16 @@ func measure(c *config, phase, dir string) *result {
 		}
 		lm = startLoad() // the forwarding window
 	}
+	fcpu0 := cpuTicks(pid)
 	if _, err := waitSent(rel, c.n, c.timeout+c.stableAfter); err != nil {
 		rr.err = err
 		return rr
 	}
 	if route == "stable" {
 		rr.busy = lm.busy()
+		if fcpu1 := cpuTicks(pid); fcpu0 >= 0 && fcpu1 >= 0 {
+			rr.fwdCPUMs = float64(fcpu1-fcpu0) * 10 / float64(c.n)
+		}
 	}
 	rr.rssMB = float64(vmHWM(pid)) / 1e6
 	evs, err := readJournal(c.relais, data, "instance.stored", "delivery.sent", "route.fired")

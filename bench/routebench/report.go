@@ -173,7 +173,8 @@ func renderReport(c *config, res map[string][]*result) string {
 				ph, median(col(rs, func(r *result) float64 { return r.quiet.Seconds() })), c.stableAfter,
 				median(col(rs, func(r *result) float64 { return ms(r.firstSent) })),
 				median(col(rs, func(r *result) float64 { return r.fwdArr.Seconds() })),
-				list(col(rs, func(r *result) float64 { return 100 * r.cachedFrac }), "%.0f"))
+				list(col(rs, func(r *result) float64 { return 100 * min(1, r.cachedFrac) }), "%.0f"))
+			fmt.Fprintf(&b, "; relais CPU while forwarding %.2f ms/instance", median(col(rs, func(r *result) float64 { return r.fwdCPUMs })))
 			if late > 0 {
 				fmt.Fprintf(&b, " (in %d run(s) the warming ended after the fire)", late)
 			}
@@ -185,7 +186,7 @@ func renderReport(c *config, res map[string][]*result) string {
 	// 3. ingest
 	if _, present := res["off"]; present {
 		b.WriteString("### 3. Ingest throughput, routing off vs on (storescu → relais, 1 association)\n\n")
-		b.WriteString("| relais | median s | instances/s | MB/s | ratio vs off | relais CPU ms/instance | runs s | machine busy |\n|---|---:|---:|---:|---:|---:|---|---:|\n")
+		b.WriteString("| relais | median s | instances/s | MB/s | ratio vs off | relais CPU ms/instance | relais ingest ms/instance (fsync wait) | runs s | machine busy |\n|---|---:|---:|---:|---:|---:|---:|---|---:|\n")
 		off := median(col(res["off"], func(r *result) float64 { return r.send.Seconds() }))
 		for _, rw := range []row{{"off", "no route", ""}, {"immediate", "immediate route to storescp (forwarding while ingesting)", ""}} {
 			rs, present := res[rw.phase]
@@ -194,12 +195,14 @@ func renderReport(c *config, res map[string][]*result) string {
 			}
 			xs := col(rs, func(r *result) float64 { return r.send.Seconds() })
 			if len(xs) == 0 {
-				fmt.Fprintf(&b, "| %s | FAILED | | | | | | |\n", rw.name)
+				fmt.Fprintf(&b, "| %s | FAILED | | | | | | | |\n", rw.name)
 				continue
 			}
 			m := median(xs)
-			fmt.Fprintf(&b, "| %s%s | %.2f | %.0f | %.0f | **%s** | %.2f | %s | %.0f%% |\n", rw.name, okNote(rs), m, n/m, mb/m, ratio(off, m),
-				median(col(rs, func(r *result) float64 { return r.cpuMs })), list(xs, "%.2f"),
+			fmt.Fprintf(&b, "| %s%s | %.2f | %.0f | %.0f | **%s** | %.2f | %.2f (%.2f) | %s | %.0f%% |\n", rw.name, okNote(rs), m, n/m, mb/m, ratio(off, m),
+				median(col(rs, func(r *result) float64 { return r.cpuMs })),
+				median(col(rs, func(r *result) float64 { return r.ingestMs })), median(col(rs, func(r *result) float64 { return r.durableMs })),
+				list(xs, "%.2f"),
 				100*median(col(rs, func(r *result) float64 { return r.busy })))
 		}
 		if d := ok(res["direct"]); len(d) > 0 {
