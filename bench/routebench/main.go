@@ -3,13 +3,15 @@
 //
 //  1. latency from each instance's acknowledgement to its delivery, with an
 //     immediate route (journal: delivery.sent − instance.stored);
+//
 //  2. forwarding throughput (immediate route during the ingest, and a
 //     stable route fired once the study is stored) against storescu sending
 //     the same files directly to the same kind of storescp;
+//
 //  3. ingest throughput of relais with the immediate route against relais
 //     with no route.
 //
-//	go run ./bench/routebench -n 500 -runs 5
+//     go run ./bench/routebench -n 500 -runs 5
 //
 // Like storebench it needs dcmtk (storescu, storescp, echoscu) and a relais
 // binary (built from ./cmd/relais unless -relais is given); it imports no
