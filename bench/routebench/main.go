@@ -68,7 +68,7 @@ func main() {
 	flag.StringVar(&phases, "only", strings.Join(allPhases, ","), "phases to run: direct (storescu → storescp), off (relais, no route), immediate, stable-cold, stable-warm")
 	flag.DurationVar(&c.stableAfter, "stable-after", 3*time.Second, "stable_after of the stable route")
 	flag.IntVar(&c.destAssoc, "dest-assoc", 0, "associations of the relais destination (0: relais' default, 2)")
-	flag.Float64Var(&c.waitQuiet, "wait-quiet", 0, "before each run, wait (up to 30 s) until the machine is less than this busy (0..1; 0: do not wait)")
+	flag.Float64Var(&c.waitQuiet, "wait-quiet", 0, "before each phase, wait (up to 20 s) until the machine is less than this busy (0..1) and less than 20%% stalled on I/O (0: do not wait)")
 	flag.DurationVar(&c.timeout, "timeout", 3*time.Minute, "how long to wait for all deliveries of a phase")
 	flag.BoolVar(&c.verbose, "v", false, "print every phase as it completes")
 	flag.Parse()
@@ -133,10 +133,6 @@ func run(c *config) error {
 
 	res := map[string][]*result{}
 	for r := 0; r < c.runs; r++ {
-		if c.waitQuiet > 0 {
-			b := waitQuiet(c.waitQuiet, 30*time.Second)
-			logf("run %d: machine %.0f%% busy before the start", r+1, 100*b)
-		}
 		// Rotate the order of the phases from one run to the next so drift
 		// on the (shared) machine spreads over all of them.
 		for i := range c.phases {
@@ -147,6 +143,9 @@ func run(c *config) error {
 			dir := filepath.Join(work, fmt.Sprintf("run%d-%s", r+1, ph))
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return err
+			}
+			if c.waitQuiet > 0 {
+				waitQuiet(c.waitQuiet, 20*time.Second)
 			}
 			rr := measure(c, ph, dir)
 			rr.run = r + 1
@@ -239,6 +238,8 @@ type result struct {
 
 	send    time.Duration // storescu wall time (first start to exit)
 	busy    float64       // machine CPU busy share during the timed window
+	psiCPU  float64       // share of the window some task waited for a CPU (PSI)
+	psiIO   float64       // share of the window some task waited for I/O (PSI)
 	cpuMs   float64       // relais CPU ms per instance during the send (-1: n/a)
 	rssMB   float64       // relais peak RSS at the end of the phase
 	sendAt  time.Time     // storescu start
@@ -269,7 +270,7 @@ func (r *result) String() string {
 	if r.err != nil {
 		return "FAILED: " + r.err.Error()
 	}
-	s := fmt.Sprintf("send %.2fs, busy %.0f%%", r.send.Seconds(), 100*r.busy)
+	s := fmt.Sprintf("send %.2fs, busy %.0f%% (stalled on CPU %.0f%%, I/O %.0f%%)", r.send.Seconds(), 100*r.busy, 100*r.psiCPU, 100*r.psiIO)
 	if r.cpuMs >= 0 {
 		s += fmt.Sprintf(", relais CPU %.2f ms/inst, ingest %.2f ms/inst (fsync wait %.2f)", r.cpuMs, r.ingestMs, r.durableMs)
 	}
@@ -309,6 +310,7 @@ func measure(c *config, phase, dir string) *result {
 		rr.sendAt = time.Now()
 		rr.send, rr.err = send(c.files, "STORESCP", dst.port)
 		rr.busy = lm.busy()
+		rr.psiCPU, rr.psiIO = lm.pressure()
 		if rr.err == nil {
 			if n := countFiles(store); n != c.n {
 				rr.err = fmt.Errorf("storescp holds %d files, want %d", n, c.n)
@@ -350,11 +352,13 @@ func measure(c *config, phase, dir string) *result {
 	}
 	if phase == "off" {
 		rr.busy = lm.busy()
+		rr.psiCPU, rr.psiIO = lm.pressure()
 		rr.rssMB = float64(vmHWM(pid)) / 1e6
 		return rr
 	}
 	if phase == "immediate" {
 		rr.busy = lm.busy() // the ingest window; forwarding continues below
+		rr.psiCPU, rr.psiIO = lm.pressure()
 	}
 	var warmEnd time.Time
 	if route == "stable" {
@@ -376,6 +380,7 @@ func measure(c *config, phase, dir string) *result {
 	}
 	if route == "stable" {
 		rr.busy = lm.busy()
+		rr.psiCPU, rr.psiIO = lm.pressure()
 		if fcpu1 := cpuTicks(pid); fcpu0 >= 0 && fcpu1 >= 0 {
 			rr.fwdCPUMs = float64(fcpu1-fcpu0) * 10 / float64(c.n)
 		}

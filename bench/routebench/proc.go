@@ -245,10 +245,52 @@ func machineCPU() (total, busy uint64) {
 	return total, total - idle
 }
 
-// loadMeter measures the machine's CPU busy share over an interval.
-type loadMeter struct{ t0, b0 uint64 }
+// psiTotal returns the "some" total (µs) of /proc/pressure/KIND (cpu, io),
+// or -1 without PSI.
+func psiTotal(kind string) int64 {
+	b, err := os.ReadFile("/proc/pressure/" + kind)
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	_, v, ok := strings.Cut(line, "total=")
+	if !ok {
+		return -1
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
 
-func startLoad() loadMeter { t, b := machineCPU(); return loadMeter{t, b} }
+// loadMeter measures the machine's CPU busy share, and the share of time
+// some task waited for CPU or I/O (pressure stall information), over an
+// interval.
+type loadMeter struct {
+	t0, b0      uint64
+	at          time.Time
+	cpuPS, ioPS int64
+}
+
+func startLoad() loadMeter {
+	t, b := machineCPU()
+	return loadMeter{t0: t, b0: b, at: time.Now(), cpuPS: psiTotal("cpu"), ioPS: psiTotal("io")}
+}
+
+// pressure returns the share (0..1) of the interval during which some task
+// was stalled on CPU and on I/O (-1: no PSI).
+func (m loadMeter) pressure() (cpu, io float64) {
+	el := float64(time.Since(m.at).Microseconds())
+	f := func(k0 int64, kind string) float64 {
+		k1 := psiTotal(kind)
+		if k0 < 0 || k1 < 0 || el <= 0 {
+			return -1
+		}
+		return float64(k1-k0) / el
+	}
+	return f(m.cpuPS, "cpu"), f(m.ioPS, "io")
+}
 
 // busy returns the busy share (0..1) since start.
 func (m loadMeter) busy() float64 {
@@ -259,15 +301,17 @@ func (m loadMeter) busy() float64 {
 	return float64(b-m.b0) / float64(t-m.t0)
 }
 
-// waitQuiet waits (at most max) until the machine is less than `below`
-// busy over 2 s; it returns the busy share it last saw.
+// waitQuiet waits (at most max) until, over 2 s, the machine is less than
+// `below` busy and less than 20% of the time stalled on I/O (PSI); it
+// returns the busy share it last saw.
 func waitQuiet(below float64, max time.Duration) float64 {
 	deadline := time.Now().Add(max)
 	for {
 		m := startLoad()
 		time.Sleep(2 * time.Second)
 		b := m.busy()
-		if b < below || time.Now().After(deadline) || isInterrupted() {
+		_, io := m.pressure()
+		if (b < below && io < 0.2) || time.Now().After(deadline) || isInterrupted() {
 			return b
 		}
 	}

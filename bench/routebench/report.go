@@ -131,7 +131,7 @@ func renderReport(c *config, res map[string][]*result) string {
 	// 2. forwarding throughput
 	direct := median(col(res["direct"], func(r *result) float64 { return r.send.Seconds() }))
 	b.WriteString("### 2. Forwarding throughput to one storescp\n\n")
-	b.WriteString("| path | timed | median s | instances/s | MB/s | ratio vs direct | runs s | machine busy |\n|---|---|---:|---:|---:|---:|---|---:|\n")
+	b.WriteString("| path | timed | median s | instances/s | MB/s | ratio vs direct | runs s | machine busy (CPU / I/O stall) |\n|---|---|---:|---:|---:|---:|---|---:|\n")
 	type row struct{ phase, name, timed string }
 	for _, rw := range []row{
 		{"direct", "storescu → storescp (direct)", "storescu start → exit"},
@@ -153,8 +153,8 @@ func renderReport(c *config, res map[string][]*result) string {
 			continue
 		}
 		m := median(xs)
-		fmt.Fprintf(&b, "| %s%s | %s | %.2f | %.0f | %.0f | **%s** | %s | %.0f%% |\n", rw.name, okNote(rs), rw.timed, m, n/m, mb/m,
-			ratio(direct, m), list(xs, "%.2f"), 100*median(col(rs, func(r *result) float64 { return r.busy })))
+		fmt.Fprintf(&b, "| %s%s | %s | %.2f | %.0f | %.0f | **%s** | %s | %s |\n", rw.name, okNote(rs), rw.timed, m, n/m, mb/m,
+			ratio(direct, m), list(xs, "%.2f"), loadCell(rs))
 	}
 	if rs := ok(res["immediate"]); len(rs) > 0 {
 		e2e := median(col(rs, func(r *result) float64 { return r.e2e.Seconds() }))
@@ -186,7 +186,7 @@ func renderReport(c *config, res map[string][]*result) string {
 	// 3. ingest
 	if _, present := res["off"]; present {
 		b.WriteString("### 3. Ingest throughput, routing off vs on (storescu → relais, 1 association)\n\n")
-		b.WriteString("| relais | median s | instances/s | MB/s | ratio vs off | relais CPU ms/instance | relais ingest ms/instance (fsync wait) | runs s | machine busy |\n|---|---:|---:|---:|---:|---:|---:|---|---:|\n")
+		b.WriteString("| relais | median s | instances/s | MB/s | ratio vs off | relais CPU ms/instance | relais ingest ms/instance (fsync wait) | runs s | machine busy (CPU / I/O stall) |\n|---|---:|---:|---:|---:|---:|---:|---|---:|\n")
 		off := median(col(res["off"], func(r *result) float64 { return r.send.Seconds() }))
 		for _, rw := range []row{{"off", "no route", ""}, {"immediate", "immediate route to storescp (forwarding while ingesting)", ""}} {
 			rs, present := res[rw.phase]
@@ -199,11 +199,10 @@ func renderReport(c *config, res map[string][]*result) string {
 				continue
 			}
 			m := median(xs)
-			fmt.Fprintf(&b, "| %s%s | %.2f | %.0f | %.0f | **%s** | %.2f | %.2f (%.2f) | %s | %.0f%% |\n", rw.name, okNote(rs), m, n/m, mb/m, ratio(off, m),
+			fmt.Fprintf(&b, "| %s%s | %.2f | %.0f | %.0f | **%s** | %.2f | %.2f (%.2f) | %s | %s |\n", rw.name, okNote(rs), m, n/m, mb/m, ratio(off, m),
 				median(col(rs, func(r *result) float64 { return r.cpuMs })),
 				median(col(rs, func(r *result) float64 { return r.ingestMs })), median(col(rs, func(r *result) float64 { return r.durableMs })),
-				list(xs, "%.2f"),
-				100*median(col(rs, func(r *result) float64 { return r.busy })))
+				list(xs, "%.2f"), loadCell(rs))
 		}
 		if d := ok(res["direct"]); len(d) > 0 {
 			fmt.Fprintf(&b, "\nFor reference, storescu → storescp directly: %.0f instances/s.\n", n/direct)
@@ -214,7 +213,7 @@ func renderReport(c *config, res map[string][]*result) string {
 	b.WriteString("Notes:\n\n")
 	b.WriteString("- Latency uses relais' journal: `instance.stored` is appended just before the fdatasync that precedes the C-STORE response (ack ≈ its time + one fdatasync); `delivery.sent` is appended when the dispatcher records the outcome of the batch (≤ 32 tasks) that held the instance, i.e. after the destination's C-STORE response. Both are relais' clock; the storescp file mtimes are the same machine's clock.\n")
 	b.WriteString("- relais writes blobs with O_DIRECT: after ingest they are not in the page cache, so `stable-cold` reads them from the disk (mincore column); `stable-warm` reads them once beforehand. The immediate route reads each blob right after it was written, also not from the page cache. storescu (direct) sends from the page cache.\n")
-	b.WriteString("- machine busy = share of both CPUs busy (/proc/stat) during the timed window, everything on the machine included (storescu, storescp, relais, others).\n")
+	b.WriteString("- machine busy = share of both CPUs busy (/proc/stat) during the timed window, everything on the machine included (storescu, storescp, relais, others); CPU / I/O stall = share of that window during which some task waited for a CPU / for I/O (PSI, /proc/pressure \"some\"). Medians over the runs.\n")
 	b.WriteString("- relais peak RSS (VmHWM) per phase, median MB: ")
 	var parts []string
 	for _, ph := range []string{"off", "immediate", "stable-cold", "stable-warm"} {
@@ -234,6 +233,17 @@ func renderReport(c *config, res map[string][]*result) string {
 		}
 	}
 	return b.String()
+}
+
+// loadCell is the median machine busy share and CPU / I/O stall shares.
+func loadCell(rs []*result) string {
+	busy := median(col(rs, func(r *result) float64 { return r.busy }))
+	pc := median(col(rs, func(r *result) float64 { return r.psiCPU }))
+	pi := median(col(rs, func(r *result) float64 { return r.psiIO }))
+	if pc < 0 || pi < 0 {
+		return fmt.Sprintf("%.0f%%", 100*busy)
+	}
+	return fmt.Sprintf("%.0f%% (%.0f%% / %.0f%%)", 100*busy, 100*pc, 100*pi)
 }
 
 func ratio(ref, m float64) string {
