@@ -68,7 +68,7 @@ func main() {
 	flag.StringVar(&phases, "only", strings.Join(allPhases, ","), "phases to run: direct (storescu → storescp), off (relais, no route), immediate, stable-cold, stable-warm")
 	flag.DurationVar(&c.stableAfter, "stable-after", 3*time.Second, "stable_after of the stable route")
 	flag.IntVar(&c.destAssoc, "dest-assoc", 0, "associations of the relais destination (0: relais' default, 2)")
-	flag.Float64Var(&c.waitQuiet, "wait-quiet", 0, "before each phase, wait (up to 20 s) until the machine is less than this busy (0..1) and less than 20%% stalled on I/O (0: do not wait)")
+	flag.Float64Var(&c.waitQuiet, "wait-quiet", 0, "before each phase, wait (up to 20 s) until the machine is less than this busy (0..1) and less than 20% stalled on I/O (0: do not wait)")
 	flag.DurationVar(&c.timeout, "timeout", 3*time.Minute, "how long to wait for all deliveries of a phase")
 	flag.BoolVar(&c.verbose, "v", false, "print every phase as it completes")
 	flag.Parse()
