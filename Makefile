@@ -30,6 +30,10 @@ fuzz:
 	$(GO) test ./imaging -run '^$$' -fuzz '^FuzzPixels$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./stow -run '^$$' -fuzz '^FuzzStore$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dicomweb -run '^$$' -fuzz '^FuzzRequestParsing$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dicom -run '^$$' -fuzz '^FuzzEdit$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./coerce -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./routing/calendar -run '^$$' -fuzz '^FuzzParseRota$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./routing/calendar -run '^$$' -fuzz '^FuzzParseWindow$$' -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) run ./bench/storebench -n 500 -runs 3
