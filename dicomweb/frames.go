@@ -260,24 +260,10 @@ const maxBulkValue = 256 << 20
 
 // readValue reads one top-level value of an instance, in little endian.
 func (s *Server) readValue(ctx context.Context, in *storage.Instance, tag dicom.Tag) ([]byte, error) {
-	b, err := s.Blobs.Open(ctx, in.BlobKey)
-	if err != nil {
-		return nil, err
-	}
-	defer b.Close()
-	br := bufio.NewReaderSize(b, 32<<10)
-	meta, _, err := dicom.ReadFileMeta(br)
-	if err != nil {
-		return nil, err
-	}
-	ts, ok := dicom.LookupTransferSyntax(meta.TransferSyntaxUID)
-	if !ok {
-		return nil, fmt.Errorf("unknown transfer syntax %s", meta.TransferSyntaxUID)
-	}
 	lim := dicom.DefaultLimits()
 	lim.MaxHeldValue = maxBulkValue
 	lim.MaxHeldTotal = maxBulkValue + 1<<20
-	res, err := dicom.ScanWith(br, ts, lim, dicom.ScanOptions{Want: dicom.WantTags(tag), StopAtPixelData: true})
+	res, ts, err := s.scanBlob(ctx, in, lim, dicom.ScanOptions{Want: dicom.WantTags(tag), StopAtPixelData: true})
 	if err != nil {
 		return nil, err
 	}
@@ -289,6 +275,27 @@ func (s *Server) readValue(ctx context.Context, in *storage.Instance, tag dicom.
 		return swapped(e.Raw, e.VR), nil
 	}
 	return e.Raw, nil
+}
+
+// scanBlob scans the data set of an instance's blob (after its file meta)
+// with opt, and returns the syntax it is in.
+func (s *Server) scanBlob(ctx context.Context, in *storage.Instance, lim dicom.Limits, opt dicom.ScanOptions) (*dicom.ScanResult, dicom.TransferSyntax, error) {
+	b, err := s.Blobs.Open(ctx, in.BlobKey)
+	if err != nil {
+		return nil, dicom.TransferSyntax{}, err
+	}
+	defer b.Close()
+	br := bufio.NewReaderSize(b, 32<<10)
+	meta, _, err := dicom.ReadFileMeta(br)
+	if err != nil {
+		return nil, dicom.TransferSyntax{}, err
+	}
+	ts, ok := dicom.LookupTransferSyntax(meta.TransferSyntaxUID)
+	if !ok {
+		return nil, ts, fmt.Errorf("unknown transfer syntax %s", meta.TransferSyntaxUID)
+	}
+	res, err := dicom.ScanWith(br, ts, lim, opt)
+	return res, ts, err
 }
 
 // swapped converts a big endian binary value to little endian.

@@ -166,21 +166,7 @@ func (s *Server) instanceJSON(ctx context.Context, base string, in *storage.Inst
 			return b, nil
 		}
 	}
-	blob, err := s.Blobs.Open(ctx, in.BlobKey)
-	if err != nil {
-		return nil, err
-	}
-	defer blob.Close()
-	br := bufio.NewReaderSize(blob, 32<<10)
-	meta, _, err := dicom.ReadFileMeta(br)
-	if err != nil {
-		return nil, err
-	}
-	ts, ok := dicom.LookupTransferSyntax(meta.TransferSyntaxUID)
-	if !ok {
-		return nil, fmt.Errorf("unknown transfer syntax %s", meta.TransferSyntaxUID)
-	}
-	res, err := dicom.ScanWith(br, ts, dicom.DefaultLimits(), dicom.ScanOptions{
+	res, _, err := s.scanBlob(ctx, in, dicom.DefaultLimits(), dicom.ScanOptions{
 		Want: wantMetadata, StopAtPixelData: true, RecordSkipped: true, SkipLarger: metadataInline,
 	})
 	if err != nil {
