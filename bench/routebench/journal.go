@@ -113,10 +113,13 @@ func scrape(p *proc) map[string]float64 {
 }
 
 // waitSent polls /metrics every 50 ms until n deliveries were sent.
-func waitSent(p *proc, n int, timeout time.Duration) (map[string]float64, error) {
+func waitSent(p *proc, n int, timeout time.Duration, onPoll func()) (map[string]float64, error) {
 	c := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(timeout)
 	for {
+		if onPoll != nil {
+			onPoll()
+		}
 		got, m := sentCount(c, p.hport)
 		if got >= n {
 			return m, nil

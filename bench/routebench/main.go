@@ -262,6 +262,8 @@ type result struct {
 	ingestMs   float64       // mean relais_ingest_duration_seconds (first byte → durable), ms
 	durableMs  float64       // mean relais_ingest_durability_wait_seconds, ms
 	fwdCPUMs   float64       // stable: relais CPU ms per instance from the end of the send to the last delivery
+	firedAt    time.Time
+	lastSentAt time.Time
 	sentN      int
 	dups       int
 }
@@ -371,20 +373,23 @@ func measure(c *config, phase, dir string) *result {
 		if total > 0 {
 			rr.cachedFrac = float64(cached) / float64(total)
 		}
-		lm = startLoad() // the forwarding window
 	}
-	fcpu0 := cpuTicks(pid)
-	if _, err := waitSent(rel, c.n, c.timeout+c.stableAfter); err != nil {
+	// Stable routes: snapshots of the machine's load and relais' CPU every
+	// poll, to measure them over [route.fired, last delivery.sent] later.
+	type snap struct {
+		lm  loadMeter
+		cpu int64
+	}
+	var snaps []snap
+	onPoll := func() { snaps = append(snaps, snap{startLoad(), cpuTicks(pid)}) }
+	if route != "stable" {
+		onPoll = nil
+	}
+	if _, err := waitSent(rel, c.n, c.timeout+c.stableAfter, onPoll); err != nil {
 		rr.err = err
 		return rr
 	}
-	if route == "stable" {
-		rr.busy = lm.busy()
-		rr.psiCPU, rr.psiIO = lm.pressure()
-		if fcpu1 := cpuTicks(pid); fcpu0 >= 0 && fcpu1 >= 0 {
-			rr.fwdCPUMs = float64(fcpu1-fcpu0) * 10 / float64(c.n)
-		}
-	}
+
 	rr.rssMB = float64(vmHWM(pid)) / 1e6
 	evs, err := readJournal(c.relais, data, "instance.stored", "delivery.sent", "route.fired")
 	if err != nil {
@@ -394,6 +399,27 @@ func measure(c *config, phase, dir string) *result {
 	arr := arrivals(store)
 	if err := analyse(rr, evs, arr, c.n, warmEnd); err != nil {
 		rr.err = err
+		return rr
+	}
+	if route == "stable" {
+		snaps = append(snaps, snap{startLoad(), cpuTicks(pid)})
+		// The last snapshot at or before the fire and the first at or
+		// after the last delivery (polls are 50 ms apart).
+		a, b := snaps[0], snaps[len(snaps)-1]
+		for _, sn := range snaps {
+			if !sn.lm.at.After(rr.firedAt) {
+				a = sn
+			}
+		}
+		for i := len(snaps) - 1; i >= 0; i-- {
+			if !snaps[i].lm.at.Before(rr.lastSentAt) {
+				b = snaps[i]
+			}
+		}
+		rr.busy, rr.psiCPU, rr.psiIO = between(a.lm, b.lm)
+		if a.cpu >= 0 && b.cpu >= 0 {
+			rr.fwdCPUMs = float64(b.cpu-a.cpu) * 10 / float64(c.n)
+		}
 	}
 	return rr
 }
@@ -464,6 +490,7 @@ func analyse(rr *result, evs []event, arr map[string]time.Time, n int, warmEnd t
 		if fired.IsZero() {
 			return fmt.Errorf("journal: no route.fired event")
 		}
+		rr.firedAt, rr.lastSentAt = fired, lastSent
 		rr.fwd = lastSent.Sub(fired)
 		rr.fwdArr = lastArr.Sub(fired)
 		rr.quiet = fired.Sub(lastStored)

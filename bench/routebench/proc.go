@@ -278,6 +278,23 @@ func startLoad() loadMeter {
 	return loadMeter{t0: t, b0: b, at: time.Now(), cpuPS: psiTotal("cpu"), ioPS: psiTotal("io")}
 }
 
+// between returns the busy share and the CPU and I/O stall shares from
+// snapshot a to snapshot b (both taken with startLoad).
+func between(a, b loadMeter) (busy, cpu, io float64) {
+	if b.t0 > a.t0 {
+		busy = float64(b.b0-a.b0) / float64(b.t0-a.t0)
+	}
+	el := float64(b.at.Sub(a.at).Microseconds())
+	cpu, io = -1, -1
+	if el > 0 && a.cpuPS >= 0 && b.cpuPS >= 0 {
+		cpu = float64(b.cpuPS-a.cpuPS) / el
+	}
+	if el > 0 && a.ioPS >= 0 && b.ioPS >= 0 {
+		io = float64(b.ioPS-a.ioPS) / el
+	}
+	return busy, cpu, io
+}
+
 // pressure returns the share (0..1) of the interval during which some task
 // was stalled on CPU and on I/O (-1: no PSI).
 func (m loadMeter) pressure() (cpu, io float64) {
