@@ -262,6 +262,8 @@ type result struct {
 	ingestMs   float64       // mean relais_ingest_duration_seconds (first byte → durable), ms
 	durableMs  float64       // mean relais_ingest_durability_wait_seconds, ms
 	fwdCPUMs   float64       // stable: relais CPU ms per instance from the end of the send to the last delivery
+	jSyncs     int           // journal fdatasyncs over the phase
+	jEvents    int           // journal events over the phase
 	firedAt    time.Time
 	lastSentAt time.Time
 	sentN      int
@@ -274,7 +276,7 @@ func (r *result) String() string {
 	}
 	s := fmt.Sprintf("send %.2fs, busy %.0f%% (stalled on CPU %.0f%%, I/O %.0f%%)", r.send.Seconds(), 100*r.busy, 100*r.psiCPU, 100*r.psiIO)
 	if r.cpuMs >= 0 {
-		s += fmt.Sprintf(", relais CPU %.2f ms/inst, ingest %.2f ms/inst (fsync wait %.2f)", r.cpuMs, r.ingestMs, r.durableMs)
+		s += fmt.Sprintf(", relais CPU %.2f ms/inst, ingest %.2f ms/inst (fsync wait %.2f), journal %d events in %d fdatasyncs", r.cpuMs, r.ingestMs, r.durableMs, r.jEvents, r.jSyncs)
 	}
 	if len(r.lat) > 0 {
 		s += fmt.Sprintf(", latency p50 %.1f p99 %.1f max %.1f ms (to file: p99 %.1f)", pct(r.lat, 50), pct(r.lat, 99), pct(r.lat, 100), pct(r.latArr, 99))
@@ -355,6 +357,7 @@ func measure(c *config, phase, dir string) *result {
 	if phase == "off" {
 		rr.busy = lm.busy()
 		rr.psiCPU, rr.psiIO = lm.pressure()
+		rr.jSyncs, rr.jEvents = journalSyncs(data)
 		rr.rssMB = float64(vmHWM(pid)) / 1e6
 		return rr
 	}
@@ -391,6 +394,7 @@ func measure(c *config, phase, dir string) *result {
 	}
 
 	rr.rssMB = float64(vmHWM(pid)) / 1e6
+	rr.jSyncs, rr.jEvents = journalSyncs(data)
 	evs, err := readJournal(c.relais, data, "instance.stored", "delivery.sent", "route.fired")
 	if err != nil {
 		rr.err = err

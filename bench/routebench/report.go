@@ -209,6 +209,13 @@ func renderReport(c *config, res map[string][]*result) string {
 				median(col(rs, func(r *result) float64 { return r.ingestMs })), median(col(rs, func(r *result) float64 { return r.durableMs })),
 				list(xs, "%.2f"), loadCell(rs))
 		}
+		for _, ph := range []string{"off", "immediate"} {
+			if rs := ok(res[ph]); len(rs) > 0 {
+				fmt.Fprintf(&b, "\nJournal of relais over the %s phase (ingest and forwarding): %.0f events in %.0f fdatasyncs (medians).", ph,
+					median(col(rs, func(r *result) float64 { return float64(r.jEvents) })), median(col(rs, func(r *result) float64 { return float64(r.jSyncs) })))
+			}
+		}
+		b.WriteString("\n")
 		if d := ok(res["direct"]); len(d) > 0 {
 			fmt.Fprintf(&b, "\nFor reference, storescu → storescp directly: %.0f instances/s.\n", n/direct)
 		}
