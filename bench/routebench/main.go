@@ -53,7 +53,7 @@ type config struct {
 	total int64
 }
 
-var allPhases = []string{"direct", "off", "immediate", "stable-cold", "stable-warm"}
+var allPhases = []string{"direct", "off", "immediate", "immediate-down", "stable-cold", "stable-warm"}
 
 func main() {
 	var c config
@@ -65,7 +65,7 @@ func main() {
 	flag.StringVar(&c.workdir, "workdir", "", "work directory (default: a new temp dir, removed at the end)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work dir (logs, configurations, storage)")
 	flag.StringVar(&c.out, "out", "", "also write the Markdown report to this file")
-	flag.StringVar(&phases, "only", strings.Join(allPhases, ","), "phases to run: direct (storescu → storescp), off (relais, no route), immediate, stable-cold, stable-warm")
+	flag.StringVar(&phases, "only", strings.Join(allPhases, ","), "phases to run: direct (storescu → storescp), off (relais, no route), immediate, immediate-down (immediate route, destination not listening), stable-cold, stable-warm")
 	flag.DurationVar(&c.stableAfter, "stable-after", 3*time.Second, "stable_after of the stable route")
 	flag.IntVar(&c.destAssoc, "dest-assoc", 0, "associations of the relais destination (0: relais' default, 2)")
 	flag.Float64Var(&c.waitQuiet, "wait-quiet", 0, "before each phase, wait (up to 20 s) until the machine is less than this busy (0..1) and less than 20% stalled on I/O (0: do not wait)")
@@ -236,14 +236,16 @@ type result struct {
 	phase string
 	err   error
 
-	send    time.Duration // storescu wall time (first start to exit)
-	busy    float64       // machine CPU busy share during the timed window
-	psiCPU  float64       // share of the window some task waited for a CPU (PSI)
-	psiIO   float64       // share of the window some task waited for I/O (PSI)
-	cpuMs   float64       // relais CPU ms per instance during the send (-1: n/a)
-	rssMB   float64       // relais peak RSS at the end of the phase
-	sendAt  time.Time     // storescu start
-	started time.Time
+	send   time.Duration // storescu wall time (first start to exit)
+	busy   float64       // machine CPU busy share during the timed window
+	psiCPU float64       // share of the window some task waited for a CPU (PSI)
+	psiIO  float64       // share of the window some task waited for I/O (PSI)
+	// the same over the storescu run (ingest) of relais phases
+	sendBusy, sendPsiCPU, sendPsiIO float64
+	cpuMs                           float64   // relais CPU ms per instance during the send (-1: n/a)
+	rssMB                           float64   // relais peak RSS at the end of the phase
+	sendAt                          time.Time // storescu start
+	started                         time.Time
 
 	// immediate: per instance, ms
 	lat     []float64 // delivery.sent − instance.stored
@@ -323,10 +325,18 @@ func measure(c *config, phase, dir string) *result {
 		return rr
 	}
 
-	route := map[string]string{"off": "", "immediate": "immediate", "stable-cold": "stable", "stable-warm": "stable"}[phase]
+	route := map[string]string{"off": "", "immediate": "immediate", "immediate-down": "immediate", "stable-cold": "stable", "stable-warm": "stable"}[phase]
 	destPort := dst.port
-	if route == "" {
+	switch {
+	case route == "":
 		destPort = 0
+	case phase == "immediate-down":
+		// A port nobody listens on: tasks are created and their attempts
+		// fail at once (connection refused), then back off.
+		if destPort, err = freePort(); err != nil {
+			rr.err = err
+			return rr
+		}
 	}
 	rel, err := startRelais(c.relais, filepath.Join(dir), destPort, c.destAssoc, route, c.stableAfter)
 	if err != nil {
@@ -354,7 +364,9 @@ func measure(c *config, phase, dir string) *result {
 	if rr.err != nil {
 		return rr
 	}
-	if phase == "off" {
+	rr.sendBusy = lm.busy()
+	rr.sendPsiCPU, rr.sendPsiIO = lm.pressure()
+	if phase == "off" || phase == "immediate-down" {
 		rr.busy = lm.busy()
 		rr.psiCPU, rr.psiIO = lm.pressure()
 		rr.jSyncs, rr.jEvents = journalSyncs(data)

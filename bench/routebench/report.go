@@ -193,8 +193,14 @@ func renderReport(c *config, res map[string][]*result) string {
 		b.WriteString("### 3. Ingest throughput, routing off vs on (storescu → relais, 1 association)\n\n")
 		b.WriteString("| relais | median s | instances/s | MB/s | ratio vs off | relais CPU ms/instance | relais ingest ms/instance (fsync wait) | runs s | machine busy (CPU / I/O stall) |\n|---|---:|---:|---:|---:|---:|---:|---|---:|\n")
 		off := median(col(res["off"], func(r *result) float64 { return r.send.Seconds() }))
-		for _, rw := range []row{{"off", "no route", ""}, {"immediate", "immediate route to storescp (forwarding while ingesting)", ""}} {
+		for _, rw := range []row{{"off", "no route", ""}, {"immediate", "immediate route to storescp (forwarding while ingesting)", ""},
+			{"immediate-down", "immediate route, destination down (tasks created, attempts refused)", ""},
+			{"stable", "stable route (fires 3 s after the study; no forwarding during the ingest)", ""}} {
 			rs, present := res[rw.phase]
+			if rw.phase == "stable" {
+				rs = append(append([]*result(nil), res["stable-cold"]...), res["stable-warm"]...)
+				present = len(rs) > 0
+			}
 			if !present {
 				continue
 			}
@@ -207,9 +213,9 @@ func renderReport(c *config, res map[string][]*result) string {
 			fmt.Fprintf(&b, "| %s%s | %.2f | %.0f | %.0f | **%s** | %.2f | %.2f (%.2f) | %s | %s |\n", rw.name, okNote(rs), m, n/m, mb/m, ratio(off, m),
 				median(col(rs, func(r *result) float64 { return r.cpuMs })),
 				median(col(rs, func(r *result) float64 { return r.ingestMs })), median(col(rs, func(r *result) float64 { return r.durableMs })),
-				list(xs, "%.2f"), loadCell(rs))
+				list(xs, "%.2f"), sendLoadCell(rs))
 		}
-		for _, ph := range []string{"off", "immediate"} {
+		for _, ph := range []string{"off", "immediate", "immediate-down"} {
 			if rs := ok(res[ph]); len(rs) > 0 {
 				fmt.Fprintf(&b, "\nJournal of relais over the %s phase (ingest and forwarding): %.0f events in %.0f fdatasyncs (medians).", ph,
 					median(col(rs, func(r *result) float64 { return float64(r.jEvents) })), median(col(rs, func(r *result) float64 { return float64(r.jSyncs) })))
@@ -228,7 +234,7 @@ func renderReport(c *config, res map[string][]*result) string {
 	b.WriteString("- machine busy = share of both CPUs busy (/proc/stat) during the timed window, everything on the machine included (storescu, storescp, relais, others); CPU / I/O stall = share of that window during which some task waited for a CPU / for I/O (PSI, /proc/pressure \"some\"). Timed window: the storescu run for direct, off and immediate (relais goes on forwarding ~0.05 s after it); \"route.fired\" → last \"delivery.sent\" for the stable routes (load sampled every 50 ms). Medians over the runs.\n")
 	b.WriteString("- relais peak RSS (VmHWM) per phase, median MB: ")
 	var parts []string
-	for _, ph := range []string{"off", "immediate", "stable-cold", "stable-warm"} {
+	for _, ph := range []string{"off", "immediate", "immediate-down", "stable-cold", "stable-warm"} {
 		if rs := ok(res[ph]); len(rs) > 0 {
 			parts = append(parts, fmt.Sprintf("%s %.0f", ph, median(col(rs, func(r *result) float64 { return r.rssMB }))))
 		}
@@ -256,6 +262,17 @@ func loadCell(rs []*result) string {
 		return fmt.Sprintf("%.0f%%", 100*busy)
 	}
 	return fmt.Sprintf("%.0f%% (%.0f%% / %.0f%%)", 100*busy, 100*pc, 100*pi)
+}
+
+// sendLoadCell is loadCell over the storescu run (ingest) of relais phases.
+func sendLoadCell(rs []*result) string {
+	var cp []*result
+	for _, r := range rs {
+		c := *r
+		c.busy, c.psiCPU, c.psiIO = r.sendBusy, r.sendPsiCPU, r.sendPsiIO
+		cp = append(cp, &c)
+	}
+	return loadCell(cp)
 }
 
 func ratio(ref, m float64) string {
