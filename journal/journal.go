@@ -144,8 +144,15 @@ type Journal struct {
 	lastSeq uint64     // last assigned seq
 	pending []pendingLine
 	cur     *batch // batch collecting the pending events
-	closed  bool
-	err     error // sticky write/sync error
+	// urgent is set when a pending event has a waiter (Append) or when
+	// async events have waited AsyncDelay: only then does the flusher
+	// write and sync. Async events (association notices, queries,
+	// deliveries) thus ride on the next synchronous append's fdatasync
+	// instead of costing one each.
+	urgent bool
+	timer  *time.Timer
+	closed bool
+	err    error // sticky write/sync error
 
 	// flusher-owned
 	seg     *os.File
@@ -420,7 +427,7 @@ func syncDir(dir string) error {
 
 // enqueue assigns Seq/Time, encodes the event and adds it to the pending
 // batch. Called with j.mu held.
-func (j *Journal) enqueue(ev *Event) (*batch, error) {
+func (j *Journal) enqueue(ev *Event, wait bool) (*batch, error) {
 	if j.closed {
 		return nil, ErrClosed
 	}
@@ -442,9 +449,28 @@ func (j *Journal) enqueue(ev *Event) (*batch, error) {
 		j.cur = &batch{done: make(chan struct{})}
 	}
 	j.appends.Add(1)
-	j.cond.Signal()
+	switch {
+	case wait || len(j.pending) >= maxAsyncPending:
+		j.urgent = true
+		j.cond.Signal()
+	case j.timer == nil:
+		j.timer = time.AfterFunc(AsyncDelay, func() {
+			j.mu.Lock()
+			j.timer = nil
+			j.urgent = true
+			j.cond.Signal()
+			j.mu.Unlock()
+		})
+	}
 	return j.cur, nil
 }
+
+// AsyncDelay bounds how long an AppendAsync event waits for a synchronous
+// append to share its fdatasync before it is written on its own.
+const AsyncDelay = 20 * time.Millisecond
+
+// maxAsyncPending bounds the async events held back.
+const maxAsyncPending = 4096
 
 // Append assigns ev.Seq (and ev.Time if zero), writes the event and returns
 // its sequence number once it is durable. Concurrent Appends share one
@@ -452,7 +478,7 @@ func (j *Journal) enqueue(ev *Event) (*batch, error) {
 // still be written (it cannot be withdrawn) but was not acknowledged.
 func (j *Journal) Append(ctx context.Context, ev *Event) (uint64, error) {
 	j.mu.Lock()
-	b, err := j.enqueue(ev)
+	b, err := j.enqueue(ev, true)
 	j.mu.Unlock()
 	if err != nil {
 		return 0, err
@@ -471,11 +497,11 @@ func (j *Journal) Append(ctx context.Context, ev *Event) (uint64, error) {
 // AppendAsync queues an event that need not block the caller (e.g.
 // association notifications). It is written with the next group commit and
 // is never lost before a later Append returns (the file is append-only and
-// written in seq order). It returns the assigned seq, or 0 if the journal is
+// written in seq order); without one it is written within AsyncDelay. It returns the assigned seq, or 0 if the journal is
 // closed or failed (the error is logged).
 func (j *Journal) AppendAsync(ev *Event) uint64 {
 	j.mu.Lock()
-	_, err := j.enqueue(ev)
+	_, err := j.enqueue(ev, false)
 	j.mu.Unlock()
 	if err != nil {
 		slog.Error("journal: async append dropped", "kind", ev.Kind, "err", err)
@@ -490,7 +516,7 @@ func (j *Journal) flusher() {
 	var buf []byte
 	for {
 		j.mu.Lock()
-		for len(j.pending) == 0 && !j.closed {
+		for (len(j.pending) == 0 || !j.urgent) && !j.closed {
 			j.cond.Wait()
 		}
 		if len(j.pending) == 0 && j.closed {
@@ -498,7 +524,7 @@ func (j *Journal) flusher() {
 			return
 		}
 		lines, b := j.pending, j.cur
-		j.pending, j.cur = nil, nil
+		j.pending, j.cur, j.urgent = nil, nil, false
 		failed := j.err
 		j.mu.Unlock()
 

@@ -528,3 +528,39 @@ func TestCorruptSyncedBatchIsAnError(t *testing.T) {
 		t.Fatalf("Open: %v, want ErrCorrupt", err)
 	}
 }
+
+// TestAsyncEventsShareTheNextSync: async events do not cost an fdatasync
+// each; they ride on the next synchronous append's, or are written on
+// their own within AsyncDelay.
+func TestAsyncEventsShareTheNextSync(t *testing.T) {
+	j, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	before := j.Syncs()
+	// Spaced out as deliveries are: each would have had its own
+	// fdatasync if async events woke the flusher.
+	for i := 0; i < 10; i++ {
+		j.AppendAsync(&Event{Kind: "delivery.sent"})
+		time.Sleep(time.Millisecond)
+	}
+	seq, err := j.Append(context.Background(), &Event{Kind: "instance.stored"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := j.Syncs() - before; n > 2 {
+		t.Errorf("10 async events and one append took %d fdatasyncs", n)
+	}
+	if j.DurableSeq() < seq {
+		t.Fatalf("durable %d < appended %d", j.DurableSeq(), seq)
+	}
+	last := j.AppendAsync(&Event{Kind: "query"})
+	deadline := time.Now().Add(2 * time.Second)
+	for j.DurableSeq() < last && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if j.DurableSeq() < last {
+		t.Fatalf("a lone async event was not written within 2 s (durable %d < %d)", j.DurableSeq(), last)
+	}
+}

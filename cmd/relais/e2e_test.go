@@ -457,16 +457,26 @@ func waitPort(t *testing.T, port int) {
 func journalKinds(t *testing.T, data, kind string) []*journal.Event {
 	t.Helper()
 	var evs []*journal.Event
-	// AppendAsync events become visible with the next group commit.
-	deadline := time.Now().Add(3 * time.Second)
-	for {
+	query := func() {
 		evs = evs[:0]
 		journal.Query(context.Background(), filepath.Join(data, "journal"), journal.Filter{Kinds: []string{kind}}, func(ev *journal.Event) error {
 			e := *ev
 			evs = append(evs, &e)
 			return nil
 		})
-		if len(evs) > 0 || time.Now().After(deadline) {
+	}
+	// AppendAsync events become visible with the next group commit, or
+	// within journal.AsyncDelay: once some are there, give the ones queued
+	// with them the time to be written too.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		query()
+		if len(evs) > 0 {
+			time.Sleep(5 * journal.AsyncDelay)
+			query()
+			return evs
+		}
+		if time.Now().After(deadline) {
 			return evs
 		}
 		time.Sleep(50 * time.Millisecond)
