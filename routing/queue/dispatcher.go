@@ -135,6 +135,13 @@ type destWorker struct {
 	inflight map[string]bool
 	wake     chan struct{} // closed (and replaced) by Notify
 	health   Health
+	// downStreak counts consecutive batches that all failed for transient
+	// reasons (the destination is down); until pausedUntil (one retry
+	// interval later) the lanes claim nothing, so that a down destination costs one attempt per
+	// backoff interval instead of one per new instance (each with its
+	// journal event, its log line and its connection attempt).
+	downStreak  int
+	pausedUntil time.Time
 }
 
 func (d *Dispatcher) now() time.Time {
@@ -301,6 +308,15 @@ func (d *Dispatcher) lane(ctx context.Context, w *destWorker) {
 	for ctx.Err() == nil {
 		now := d.now()
 		w.mu.Lock()
+		paused := w.pausedUntil.Sub(now)
+		w.mu.Unlock()
+		if paused > 0 {
+			// Re-checked often: the clock may be injected (tests), and a
+			// success on another lane lifts the pause.
+			sleep(ctx, min(paused, 100*time.Millisecond))
+			continue
+		}
+		w.mu.Lock()
 		wake := w.wake
 		tasks, prev, err := d.Store.Claim(w.name, now, batch, func(id string) bool { return w.inflight[id] })
 		for _, t := range tasks {
@@ -405,6 +421,12 @@ func (d *Dispatcher) deliver(ctx context.Context, w *destWorker, tasks []*Task, 
 		errByID[o.ID] = o.Err
 	}
 	anyOK, anyFail := false, false
+	allDown := len(outs) > 0
+	for _, o := range outs {
+		if o.Err == nil || o.Permanent || o.Fatal || errors.Is(o.Err, errInstanceGone) {
+			allDown = false
+		}
+	}
 	var lastErr string
 	for _, r := range res {
 		d.report(w, r, errByID[r.Task.ID], redeliver[r.Task.ID], now)
@@ -425,6 +447,17 @@ func (d *Dispatcher) deliver(ctx context.Context, w *destWorker, tasks []*Task, 
 	}
 	if anyFail {
 		w.health.LastError = lastErr
+	}
+	switch {
+	case anyOK:
+		w.downStreak, w.pausedUntil = 0, time.Time{}
+	case allDown:
+		// One retry interval, not a growing one: the tasks' own backoff
+		// spaces their attempts (and decides failover); the pause only
+		// gathers new instances into one attempt per interval, so a STAT
+		// study still fails over as fast as its tasks' backoff allows.
+		w.downStreak++
+		w.pausedUntil = now.Add(d.policy().Backoff(1, 0))
 	}
 	up := w.health.Up
 	w.mu.Unlock()

@@ -1027,3 +1027,26 @@ func TestImmediateModeLatency(t *testing.T) {
 		t.Errorf("p99 %v", p99)
 	}
 }
+
+// TestDownDestinationPaused: while a destination refuses connections, new
+// instances arriving one by one do not each cost an attempt (a connection,
+// a journal event, a log line): after a batch fails for transient reasons
+// the destination's lanes wait one retry interval, gathering what arrives.
+func TestDownDestinationPaused(t *testing.T) {
+	n := newNode(t)
+	sops := n.ingest(cts(40, dicom.ExplicitVRLittleEndian)...)
+	d, stop := n.dispatcher(map[string]config.Destination{"down": closedDest(t)},
+		config.Routing{RetryInitial: config.Duration(time.Second), RetryMax: config.Duration(2 * time.Second), MaxAttempts: 50}, nil)
+	for sop, b := range sops { // one at a time, as an immediate route enqueues them
+		n.enqueue(Stat, map[string][]byte{sop: b}, "down")
+		d.Notify("down")
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	failed := len(n.events()["delivery.failed"])
+	t.Logf("40 instances over ~0.6 s to a down destination: %d failed attempts", failed)
+	if failed == 0 || failed > 10 {
+		t.Errorf("%d failed attempts for 40 instances arriving over 0.6 s (want a few: one batch per lane and interval)", failed)
+	}
+}
