@@ -12,9 +12,9 @@ import (
 	"time"
 )
 
-// schema is the CDA schema extended with the DICOM PS3.20 elements, kept
-// beside the module (see ../shared/spec/ci-sis.md §2).
-const schema = "../../shared/schemas/cda/CDA_extended.xsd"
+// schema is the CDA schema extended with the DICOM PS3.20 elements (the plain
+// CDA.xsd rejects ps3-20:accessionNumber), vendored from the CI-SIS test kit.
+const schema = "testdata/schema/CDA_extended.xsd"
 
 var paris = time.FixedZone("CET", 3600)
 
@@ -385,5 +385,26 @@ func TestEscaping(t *testing.T) {
 	// xmllint agrees.
 	if got := xpath(t, f, n("/ClinicalDocument/component/structuredBody/component[5]/section/text/paragraph")); got != r.Conclusion {
 		t.Errorf("xmllint conclusion: %q, want %q", got, r.Conclusion)
+	}
+}
+
+// TestSchemaRejects checks the validation step itself: a document the schema
+// does not allow makes xmllint fail.
+func TestSchemaRejects(t *testing.T) {
+	doc, err := Level3(sample())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range map[string][]byte{
+		"unknown element": bytes.Replace(doc, []byte(`<realmCode code="FR"/>`), []byte(`<realmCode code="FR"/><bogus/>`), 1),
+		"header order":    bytes.Replace(doc, []byte(`<languageCode code="fr-FR"/>`), nil, 1),
+	} {
+		if name == "header order" {
+			bad = bytes.Replace(bad, []byte(`<versionNumber value="1"/>`), []byte(`<versionNumber value="1"/><languageCode code="fr-FR"/>`), 1)
+		}
+		f := writeDoc(t, "bad.xml", bad)
+		if out, err := xmllint(t, "--nonet", "--noout", "--schema", schema, f); err == nil {
+			t.Errorf("%s: xmllint accepted an invalid document: %s", name, out)
+		}
 	}
 }
