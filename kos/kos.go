@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/relais-health/relais/dicom"
@@ -399,7 +400,7 @@ func build(m Manifest) ([]byte, string, error) {
 		for _, in := range s.Instances {
 			it := &dataset{}
 			it.str(tagRelationshipType, "CS", "CONTAINS")
-			it.str(tagValueType, "CS", "IMAGE")
+			it.str(tagValueType, "CS", ValueType(in.SOPClassUID))
 			it.seq(tagReferencedSOPSequence, sopRef(in))
 			content = append(content, it)
 		}
@@ -410,6 +411,36 @@ func build(m Manifest) ([]byte, string, error) {
 		return nil, "", err
 	}
 	return b, m.SOPInstanceUID, nil
+}
+
+// ValueType returns the content item value type TID 2010 uses to
+// reference an instance of a SOP class: WAVEFORM for waveforms, COMPOSITE
+// for non-image objects (structured reports and key object documents,
+// encapsulated documents, presentation states, raw data, registrations,
+// RT plans and structure sets), IMAGE otherwise.
+func ValueType(sopClass string) string {
+	const storage = "1.2.840.10008.5.1.4.1.1."
+	rest, ok := strings.CutPrefix(sopClass, storage)
+	if !ok {
+		return "IMAGE"
+	}
+	head, _, _ := strings.Cut(rest, ".")
+	switch head {
+	case "9":
+		return "WAVEFORM"
+	case "88", "104", "11", "66":
+		if rest == "66.4" || rest == "66.7" { // segmentation, label map segmentation
+			return "IMAGE"
+		}
+		return "COMPOSITE"
+	case "481":
+		switch rest {
+		case "481.1", "481.2": // RT image, RT dose
+			return "IMAGE"
+		}
+		return "COMPOSITE"
+	}
+	return "IMAGE"
 }
 
 func code(c Code) *dataset {
