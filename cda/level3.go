@@ -285,17 +285,19 @@ func body(r *Report) *node {
 	comp := func(s *node) { sb.add(el("component").add(s)) }
 
 	if r.ClinicalInformation != "" || r.RequestReason != "" {
-		var kids []*node
-		kids = append(kids, narrative(r.ClinicalInformation))
-		if r.RequestReason != "" {
-			kids = append(kids, el("component").add(section(
+		// The request subsection is 1..1 in the clinical information section.
+		reason := r.RequestReason
+		if strings.TrimSpace(reason) == "" {
+			reason = "Non renseignée"
+		}
+		comp(section([]string{"1.2.840.10008.9.2", "1.2.250.1.213.1.1.2.205"},
+			loinc("55752-0", "Informations cliniques"), "Informations cliniques",
+			narrative(r.ClinicalInformation),
+			el("component").add(section(
 				[]string{"1.2.840.10008.9.7", "1.2.250.1.213.1.1.2.211"},
 				loinc("55115-0", "Demande"),
 				"Justification de la demande d'examen / Finalité de l'examen",
-				narrative(r.RequestReason))))
-		}
-		comp(section([]string{"1.2.840.10008.9.2", "1.2.250.1.213.1.1.2.205"},
-			loinc("55752-0", "Informations cliniques"), "Informations cliniques", kids...))
+				narrative(reason)))))
 	}
 
 	comp(imagingAct(r))

@@ -241,6 +241,22 @@ func TestLevel3(t *testing.T) {
 			},
 		},
 		{
+			name: "clinical information without request reason",
+			report: func() *Report {
+				r := localOnly()
+				r.ClinicalInformation = "Douleur thoracique."
+				return r
+			}(),
+			want: map[string]string{
+				cd + "/component/structuredBody/component[1]/section/code/@code":                       "55752-0",
+				cd + "/component/structuredBody/component[1]/section/text/paragraph":                   "Douleur thoracique.",
+				cd + "/component/structuredBody/component[1]/section/component/section/code/@code":     "55115-0",
+				cd + "/component/structuredBody/component[1]/section/component/section/text/paragraph": "Non renseignée",
+				cd + "/component/structuredBody/component[2]/section/code/@code":                       "55111-9",
+				cd + "/component/structuredBody/component[3]/section/code/@code":                       "19005-8",
+			},
+		},
+		{
 			name:   "correction",
 			report: correction(),
 			want: map[string]string{
@@ -298,6 +314,8 @@ func TestValidateNamesField(t *testing.T) {
 		{"Patient.Sex", func(r *Report) { r.Patient.Sex = "X" }},
 		{"Patient.LocalID", func(r *Report) { r.Patient.IdentityStatus = "VALI"; r.Patient.LocalID = "" }},
 		{"Author.RPPS", func(r *Report) { r.Author.RPPS = "" }},
+		{"LegalAuthenticator.RPPS", func(r *Report) { r.LegalAuthenticator.RPPS = "1234567890A" }},
+		{"Author.Organisation.FINESS", func(r *Report) { r.Author.Organisation.FINESS = "12" }},
 		{"LegalAuthenticator.Specialty.Code", func(r *Report) { r.LegalAuthenticator.Specialty = Code{} }},
 		{"Custodian.FINESS", func(r *Report) { r.Custodian.FINESS = "" }},
 		{"Order.AccessionIssuer", func(r *Report) { r.Order.AccessionIssuer = "" }},

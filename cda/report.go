@@ -245,13 +245,22 @@ func (r *Report) Validate() error {
 		name string
 		p    *Professional
 	}{{"Author", &r.Author}, {"LegalAuthenticator", &r.LegalAuthenticator}} {
-		req(pr.name+".RPPS", pr.p.RPPS)
+		if !digits(pr.p.RPPS, 11) {
+			errs = append(errs, &FieldError{pr.name + ".RPPS", "must be 11 digits"})
+		}
 		req(pr.name+".Family", pr.p.Family)
 		req(pr.name+".Specialty.Code", pr.p.Specialty.Code)
-		req(pr.name+".Organisation.FINESS", pr.p.Organisation.FINESS)
 		req(pr.name+".Organisation.Name", pr.p.Organisation.Name)
 	}
-	req("Custodian.FINESS", r.Custodian.FINESS)
+	finess := func(field, v string) {
+		if len(v) != 9 {
+			errs = append(errs, &FieldError{field, "must be 9 characters"})
+		}
+	}
+	finess("Author.Organisation.FINESS", r.Author.Organisation.FINESS)
+	finess("LegalAuthenticator.Organisation.FINESS", r.LegalAuthenticator.Organisation.FINESS)
+	finess("Custodian.FINESS", r.Custodian.FINESS)
+	finess("Encounter.Facility.FINESS", r.Encounter.Facility.FINESS)
 	req("Custodian.Name", r.Custodian.Name)
 
 	if r.Order.present() {
@@ -277,7 +286,6 @@ func (r *Report) Validate() error {
 		}
 	}
 
-	req("Encounter.Facility.FINESS", r.Encounter.Facility.FINESS)
 	req("Encounter.Facility.Name", r.Encounter.Facility.Name)
 	reqTime("Encounter.Start", r.Encounter.Start)
 
@@ -296,4 +304,17 @@ func (r *Report) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// digits reports whether s is n ASCII digits.
+func digits(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
