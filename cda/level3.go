@@ -108,7 +108,7 @@ func (r *Report) title() string {
 		return r.Title
 	}
 	t := "CR d'imagerie médicale"
-	if d := r.Study.ProcedureCode.DisplayName; d != "" {
+	if d := procedureCode(&r.Study).DisplayName; d != "" {
 		t += " - " + d
 	}
 	return t
@@ -124,6 +124,25 @@ func optEl(ok bool, f func() *node) *node {
 		return nil
 	}
 	return f()
+}
+
+// procedureCode is the study's act code; a code without a system is LOINC.
+func procedureCode(s *Study) Code {
+	c := s.ProcedureCode
+	if c.System == "" {
+		c.System, c.SystemName = sysLOINC, "LOINC"
+	}
+	return c
+}
+
+// specialty is a professional's code; a code without a system is in the
+// CI-SIS professions and specialties nomenclature.
+func specialty(p *Professional) Code {
+	c := p.Specialty
+	if c.System == "" {
+		c.System = SpecialtyRadiologist.System
+	}
+	return c
 }
 
 func codeEl(name string, c Code, kids ...*node) *node {
@@ -182,7 +201,7 @@ func professional(name string, p *Professional) *node {
 	pname.add(textEl("family", p.Family))
 	return el(name).add(
 		el("id", "root", OIDRPPS, "extension", "8"+p.RPPS),
-		codeEl("code", p.Specialty),
+		codeEl("code", specialty(p)),
 		el("assignedPerson").add(pname),
 		organisation("representedOrganization", p.Organisation),
 	)
@@ -226,7 +245,7 @@ func documentationOf(r *Report) *node {
 	s := &r.Study
 	return el("documentationOf").add(el("serviceEvent", "classCode", "ACT").add(
 		el("id", "root", s.StudyInstanceUID),
-		codeEl("code", s.ProcedureCode,
+		codeEl("code", procedureCode(s),
 			codeEl("translation", modalityCode(s.Modality),
 				el("qualifier").add(codeEl("name", Code{"121139", sysDCM, "DCM", "Modalité d'imagerie"})))),
 		studyEffectiveTime(s),
@@ -321,7 +340,7 @@ func body(r *Report) *node {
 func imagingAct(r *Report) *node {
 	s := &r.Study
 	text := el("text").add(
-		textEl("paragraph", procedureLabel(s.ProcedureCode), "ID", "acte-01"),
+		textEl("paragraph", procedureLabel(procedureCode(s)), "ID", "acte-01"),
 		textEl("paragraph", r.Technique, "ID", "acte-01-description"),
 		textEl("paragraph", modalityCode(s.Modality).DisplayName, "ID", "acte-01-modalite"),
 	)
@@ -329,7 +348,7 @@ func imagingAct(r *Report) *node {
 	proc := el("procedure", "moodCode", "EVN", "classCode", "PROC").add(
 		el("templateId", "root", "1.2.840.10008.9.14"),
 		el("templateId", "root", "1.2.250.1.213.1.1.3.153"),
-		codeEl("code", s.ProcedureCode,
+		codeEl("code", procedureCode(s),
 			el("originalText", "mediaType", "text/xml").add(el("reference", "value", "#acte-01"))),
 		el("text").add(el("reference", "value", "#acte-01-description")),
 		tsEl("effectiveTime", s.Start),
