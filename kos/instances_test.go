@@ -87,6 +87,11 @@ func TestBuildInvalid(t *testing.T) {
 	if _, err := Build(ok); err != nil {
 		t.Fatalf("minimal manifest: %v", err)
 	}
+	accented := ok
+	accented.Patient.Name = strings.Repeat("é", 64) + "=" + strings.Repeat("é", 64)
+	if _, err := Build(accented); err != nil {
+		t.Errorf("64 characters per name group: %v", err)
+	}
 	for _, tc := range []struct {
 		name string
 		edit func(*Manifest)
@@ -101,6 +106,16 @@ func TestBuildInvalid(t *testing.T) {
 		{"no SOP class", func(m *Manifest) { m.Series[0].Instances[0].SOPClassUID = "" }},
 		{"bad location UID", func(m *Manifest) { m.Series[0].RetrieveLocationUID = "urn:oid:1.2" }},
 		{"incomplete title", func(m *Manifest) { m.Title = Code{Value: "113000"} }},
+		{"long accession", func(m *Manifest) { m.Study.AccessionNumber = "12345678901234567" }},
+		{"bad birth date", func(m *Manifest) { m.Patient.BirthDate = "1948-12-03" }},
+		{"bad sex", func(m *Manifest) { m.Patient.Sex = "f" }},
+		{"bad study time", func(m *Manifest) { m.Study.StudyTime = "03:15" }},
+		{"backslash in ID", func(m *Manifest) { m.Patient.ID = `A\B` }},
+		{"long name group", func(m *Manifest) { m.Patient.Name = strings.Repeat("é", 65) }},
+		{"bad issuer type", func(m *Manifest) {
+			m.Patient.Qualifiers = Issuer{UniversalEntityID: "1.2", UniversalEntityIDType: "iso"}
+		}},
+		{"long AE", func(m *Manifest) { m.Series[0].RetrieveAETitle = "RELAIS_TELERADIOLOGIE" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := ok
