@@ -295,10 +295,22 @@ func (m *Manifest) check() error {
 	return nil
 }
 
+// AssignUIDs generates the document's Series and SOP Instance UIDs that
+// are empty, so the caller knows them before building (to store or index
+// the document).
+func (m *Manifest) AssignUIDs() {
+	if m.SeriesInstanceUID == "" {
+		m.SeriesInstanceUID = NewUID()
+	}
+	if m.SOPInstanceUID == "" {
+		m.SOPInstanceUID = NewUID()
+	}
+}
+
 // Build returns the manifest's data set (without file meta) in Explicit
-// VR Little Endian, with Specific Character Set ISO_IR 192 (UTF-8). Empty
-// document UIDs are generated and written back into m's copy only: call
-// BuildFile, or set them beforehand, to know them.
+// VR Little Endian, with Specific Character Set ISO_IR 192 (UTF-8). UIDs
+// left empty are generated for this document only: call AssignUIDs first
+// to know them.
 func Build(m Manifest) ([]byte, error) {
 	ds, _, err := build(m)
 	if err != nil {
@@ -339,12 +351,7 @@ func build(m Manifest) ([]byte, string, error) {
 	if m.ContentDateTime.IsZero() {
 		m.ContentDateTime = time.Now()
 	}
-	if m.SeriesInstanceUID == "" {
-		m.SeriesInstanceUID = NewUID()
-	}
-	if m.SOPInstanceUID == "" {
-		m.SOPInstanceUID = NewUID()
-	}
+	m.AssignUIDs()
 	if m.SeriesNumber == 0 {
 		m.SeriesNumber = 1
 	}

@@ -250,3 +250,50 @@ func TestDsrdump(t *testing.T) {
 		})
 	}
 }
+
+func TestAssignUIDsAndStudies(t *testing.T) {
+	m := study3(t)
+	other := testdicom.UID()
+	m.Series[2].StudyInstanceUID = other // a prior study referenced too
+	m.AssignUIDs()
+	sop, series := m.SOPInstanceUID, m.SeriesInstanceUID
+	if !validUID(sop) || !validUID(series) || !strings.HasPrefix(sop, "2.25.") || sop == series {
+		t.Fatalf("UIDs %q %q", sop, series)
+	}
+	m.AssignUIDs()
+	if m.SOPInstanceUID != sop || m.SeriesInstanceUID != series {
+		t.Fatal("AssignUIDs replaced set UIDs")
+	}
+	ds, err := Build(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := dicom.Scan(bytes.NewReader(ds), dicom.TransferSyntax{UID: dicom.ExplicitVRLittleEndian, ExplicitVR: true}, dicom.DefaultLimits(), dicom.WantAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tag, want := range map[dicom.Tag]string{tagSOPInstanceUID: sop, tagSeriesInstanceUID: series, tagStudyInstanceUID: m.Study.StudyInstanceUID} {
+		if got, _ := res.Dataset.String(tag); got != want {
+			t.Errorf("%s = %q, want %q", tag, got, want)
+		}
+	}
+	ev, _ := res.Dataset.Get(tagCurrentRequestedProcEvSeq)
+	if ev == nil || len(ev.Items) != 2 {
+		t.Fatalf("evidence items: %v", ev)
+	}
+	for i, c := range []struct {
+		study  string
+		series int
+	}{{m.Study.StudyInstanceUID, 2}, {other, 1}} {
+		if got, _ := ev.Items[i].String(tagStudyInstanceUID); got != c.study {
+			t.Errorf("evidence %d study %q, want %q", i, got, c.study)
+		}
+		if rs, _ := ev.Items[i].Get(tagReferencedSeriesSequence); rs == nil || len(rs.Items) != c.series {
+			t.Errorf("evidence %d: %v series, want %d", i, rs, c.series)
+		}
+	}
+	p := writeFile(t, m)
+	if errs, _ := dciodvfy(t, p); len(errs) > 0 {
+		t.Errorf("dciodvfy: %q", errs)
+	}
+}
