@@ -35,7 +35,7 @@ func study3(t *testing.T) Manifest {
 		ContentDateTime: time.Date(2026, 11, 23, 19, 0, 0, 0, time.UTC),
 	}
 	dir := t.TempDir()
-	for s, n := range []int{2, 3, 1} {
+	for _, n := range []int{2, 3, 1} {
 		series := testdicom.UID()
 		sr := SeriesRef{SeriesInstanceUID: series, RetrieveAETitle: "RELAIS", RetrieveLocationUID: "1.2.250.1.999.3",
 			RetrieveURL: "https://relais.example/dicomweb/studies/" + study + "/series/" + series}
@@ -51,7 +51,6 @@ func study3(t *testing.T) Manifest {
 			}
 			sr.Instances = append(sr.Instances, InstanceRef{SOPClassUID: dicom.CTImageStorage, SOPInstanceUID: c.SOPUID})
 		}
-		_ = s
 		m.Series = append(m.Series, sr)
 	}
 	return m
