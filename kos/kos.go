@@ -4,8 +4,9 @@
 // Location UID and WADO-RS Retrieve URL per series) and the key-image
 // notes a radiologist flags (title 113000 "Of Interest"). It owns the
 // mapping from a Manifest (plain inputs: patient, study, request, series
-// and instances) to the encoded DICOM object; it knows nothing of HTTP,
-// storage or routing, which store and send what it returns.
+// and instances) to the encoded DICOM object. It knows nothing of HTTP,
+// routing or the storage internals (FromInstances only reads index
+// records): its callers store and send what it returns.
 package kos
 
 import (
