@@ -53,6 +53,7 @@ const (
 	tCodeValue                 dicom.Tag = 0x00080100
 	tCodingSchemeDesignator    dicom.Tag = 0x00080102
 	tCodeMeaning               dicom.Tag = 0x00080104
+	tTimezoneOffsetFromUTC     dicom.Tag = 0x00080201
 	tPatientName               dicom.Tag = 0x00100010
 	tPatientID                 dicom.Tag = 0x00100020
 	tIssuerOfPatientID         dicom.Tag = 0x00100021
@@ -88,7 +89,12 @@ const (
 // LocalIDRoot as Universal Entity ID when set). Patient's Name is
 // BirthName^first of FirstNames. The document is padded to even length with
 // a trailing space; Encapsulated Document Length holds its unpadded length.
-// The report is validated first and Validate's error returned.
+// Dates and times are written in the zone of Report.Effective, declared by
+// Timezone Offset From UTC (0008,0201): Content Date/Time and Acquisition
+// DateTime are Report.Effective, Study Date/Time Study.Start, Instance
+// Creation Date/Time opt.Now. Study ID is the accession number when it fits
+// (16 characters), else empty. The report is validated first and Validate's
+// error returned.
 func EncapsulatedCDA(r *Report, xml []byte, opt EncapsulateOptions) (dataset []byte, file []byte, sopInstanceUID string, err error) {
 	if err := r.Validate(); err != nil {
 		return nil, nil, "", err
@@ -126,6 +132,10 @@ func EncapsulatedCDA(r *Report, xml []byte, opt EncapsulateOptions) (dataset []b
 	if opt.Now.IsZero() {
 		opt.Now = time.Now()
 	}
+	// Every date and time of the instance is in the zone of the report's
+	// effective time, which Timezone Offset From UTC declares.
+	loc := r.Effective.Location()
+	now, effective, studyStart := opt.Now.In(loc), r.Effective, r.Study.Start.In(loc)
 
 	var b bytes.Buffer
 	w := elemWriter{e: dicom.NewEncoder(&b, dicom.TransferSyntax{ExplicitVR: true})}
@@ -134,15 +144,15 @@ func EncapsulatedCDA(r *Report, xml []byte, opt EncapsulateOptions) (dataset []b
 	// SOP Common, General Study, General Equipment, Encapsulated Document…
 	// in ascending tag order.
 	w.str(tSpecificCharacterSet, dicom.VRCS, "ISO_IR 192")
-	w.str(tInstanceCreationDate, dicom.VRDA, da(opt.Now))
-	w.str(tInstanceCreationTime, dicom.VRTM, tm(opt.Now))
+	w.str(tInstanceCreationDate, dicom.VRDA, da(now))
+	w.str(tInstanceCreationTime, dicom.VRTM, tm(now))
 	w.str(tSOPClassUID, dicom.VRUI, dicom.EncapsulatedCDAStorage)
 	w.str(tSOPInstanceUID, dicom.VRUI, opt.SOPInstanceUID)
-	w.str(tStudyDate, dicom.VRDA, da(r.Study.Start))
-	w.str(tContentDate, dicom.VRDA, da(r.Effective))
-	w.str(tAcquisitionDateTime, dicom.VRDT, r.Effective.Format("20060102150405-0700"))
-	w.str(tStudyTime, dicom.VRTM, tm(r.Study.Start))
-	w.str(tContentTime, dicom.VRTM, tm(r.Effective))
+	w.str(tStudyDate, dicom.VRDA, da(studyStart))
+	w.str(tContentDate, dicom.VRDA, da(effective))
+	w.str(tAcquisitionDateTime, dicom.VRDT, effective.Format("20060102150405-0700"))
+	w.str(tStudyTime, dicom.VRTM, tm(studyStart))
+	w.str(tContentTime, dicom.VRTM, tm(effective))
 	w.str(tAccessionNumber, dicom.VRSH, r.Order.AccessionNumber)
 	w.str(tModality, dicom.VRCS, "DOC")
 	w.str(tConversionType, dicom.VRCS, "WSD")
@@ -151,6 +161,7 @@ func EncapsulatedCDA(r *Report, xml []byte, opt EncapsulateOptions) (dataset []b
 		w.str(tInstitutionName, dicom.VRLO, opt.InstitutionName)
 	}
 	w.str(tReferringPhysicianName, dicom.VRPN, "")
+	w.str(tTimezoneOffsetFromUTC, dicom.VRSH, effective.Format("-0700"))
 
 	// Patient.
 	w.str(tPatientName, dicom.VRPN, patientName(p))

@@ -47,6 +47,8 @@ func TestEncapsulatedCDA(t *testing.T) {
 	now := time.Date(2026, 1, 8, 11, 20, 30, 0, paris)
 	odd := sample()
 	odd.Conclusion = "Examen normal" // changes the document's parity against sample's
+	utc := sample()
+	utc.Study.Start = utc.Study.Start.UTC()
 	titled := sample()
 	titled.Title = "CR scanner cérébral"
 	tests := []struct {
@@ -83,6 +85,7 @@ func TestEncapsulatedCDA(t *testing.T) {
 				tManufacturer:              "Relais",
 				tInstitutionName:           "Centre de radiologie Ambroise",
 				tReferringPhysicianName:    "",
+				tTimezoneOffsetFromUTC:     "+0100",
 				tPatientName:               "PAT-TROIS^DOMINIQUE",
 				tPatientID:                 "279035121518989",
 				tIssuerOfPatientID:         "ASIP-SANTE-INS-NIR-TEST",
@@ -115,6 +118,16 @@ func TestEncapsulatedCDA(t *testing.T) {
 			issuer: map[dicom.Tag]string{tUniversalEntityID: "1.2.250.1.999.2", tUniversalEntityIDType: "ISO"},
 		},
 		{name: "odd length", report: odd},
+		{
+			name:   "times in the zone of the effective time",
+			report: utc,
+			opt:    EncapsulateOptions{Now: now.UTC()},
+			want: map[dicom.Tag]string{
+				tStudyTime:             "102500",
+				tInstanceCreationTime:  "112030",
+				tTimezoneOffsetFromUTC: "+0100",
+			},
+		},
 		{name: "title", report: titled, want: map[dicom.Tag]string{tDocumentTitle: "CR scanner cérébral"}},
 	}
 	var parities [2]bool
