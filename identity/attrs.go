@@ -153,22 +153,28 @@ func FromAttrs(attrs map[string]string, opts ...Option) (Identity, []string) {
 
 	// Local identifier: the top-level Patient ID when it is not the INS,
 	// else the item with the configured issuer, else the first other one.
+	// Identifiers under an INS OID (rejected or conflicting INS, INS-C)
+	// are never the local identifier.
+	eligible := func(c cand) bool {
+		_, _, known := ClassifyOID(c.id.Issuer)
+		return c.id.Type == TypeOther && !known
+	}
 	local := -1
 	for i, c := range rest {
-		if c.top {
+		if c.top && eligible(c) {
 			local = i
 		}
 	}
 	if local < 0 && len(rest) > 0 {
 		for i, c := range rest {
-			if c.id.Type == TypeOther && o.localIssuer != "" && (c.id.Issuer == o.localIssuer || c.id.Namespace == o.localIssuer) {
+			if eligible(c) && o.localIssuer != "" && (c.id.Issuer == o.localIssuer || c.id.Namespace == o.localIssuer) {
 				local = i
 				break
 			}
 		}
 		if local < 0 {
 			for i, c := range rest {
-				if c.id.Type == TypeOther {
+				if eligible(c) {
 					local = i
 					warnf("local identifier taken from Other Patient IDs (issuer %q)", c.id.Issuer)
 					break

@@ -236,6 +236,21 @@ func TestFromAttrs(t *testing.T) {
 			want: want{ins: insA, insOID: OIDINSNIR, insType: TypeINSNIR, status: RECUP, warn: []string{"no local patient identifier"}},
 		},
 		{
+			name: "wrong key in Patient ID is neither INS nor local",
+			attrs: with(map[string]string{
+				"00100020": insBad, "00100021": NamespaceINSNIR, "00100024": quals(t, OIDINSNIR),
+				"00101002": others(t, otherItem(t, "IPP5", "CHSUD", localOID)),
+			}),
+			want: want{local: "IPP5", localIssuer: localOID, others: 1, warn: []string{"not a well-formed matricule INS", "local identifier taken from Other Patient IDs"}},
+		},
+		{
+			name: "INS-C in Patient ID is not local",
+			attrs: with(map[string]string{
+				"00100020": "12345678901234567890", "00100024": quals(t, OIDINSC),
+			}),
+			want: want{others: 1, warn: []string{"no local patient identifier"}},
+		},
+		{
 			name:  "unreadable sequence",
 			attrs: with(map[string]string{"00100020": "IPP1", "00100021": "CHSUD", "00101002": "{not json"}),
 			want:  want{local: "IPP1", localIssuer: "CHSUD", warn: []string{"Other Patient IDs Sequence unreadable"}},

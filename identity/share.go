@@ -82,6 +82,9 @@ func (id Identity) ForDocument(opts ...ShareOption) DocumentID {
 		return DocumentID{UsesINS: true, Value: ins.Value, Root: ins.Issuer, IssuerOfPatientID: ns}
 	}
 	d := DocumentID{Value: id.Local.Value, IssuerOfPatientID: id.Local.Namespace, Reason: reason}
+	if d.Value == "" {
+		d.Reason += "; no local identifier either"
+	}
 	if id.Local.IssuerIsOID() {
 		d.Root = id.Local.Issuer
 	} else if d.IssuerOfPatientID == "" {
