@@ -85,3 +85,26 @@ func TestUIDListPadding(t *testing.T) {
 		}
 	}
 }
+
+// TestUndefinedBytePatientIDRoundTrip is the crash FuzzParseIdentifier
+// found next: a Patient ID byte that no character set of the identifier
+// defines (0xD0 without Specific Character Set) was kept raw, then lost
+// when re-encoded in UTF-8.
+func TestUndefinedBytePatientIDRoundTrip(t *testing.T) {
+	raw := []byte("\b\x00R\x00AS\b\x00PATIENT \x10\x00 \x00AS\x02\x000\xd0")
+	k, err := ParseIdentifier(raw, dicom.ExplicitVRLittleEndian, PatientRootMove)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.PatientID != "0\uFFFD" {
+		t.Fatalf("PatientID %q, want the undefined byte as U+FFFD", k.PatientID)
+	}
+	b, err := k.Encode(dicom.ExplicitVRLittleEndian)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := ParseIdentifier(b, dicom.ExplicitVRLittleEndian, PatientRootMove)
+	if err != nil || k2.PatientID != k.PatientID {
+		t.Fatalf("round trip %q -> %q (%v)", k.PatientID, k2.PatientID, err)
+	}
+}
