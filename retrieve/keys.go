@@ -98,7 +98,10 @@ func ParseIdentifier(data []byte, ts, sopClass string) (Keys, error) {
 	// Bytes the identifier's character set does not define are kept as
 	// U+FFFD: the index holds UTF-8, and an identifier re-encoded for a
 	// peer must say the same thing (found by FuzzParseIdentifier).
-	str := func(t dicom.Tag) string { s, _ := ds.String(t); return strings.ToValidUTF8(strings.TrimSpace(s), "\uFFFD") }
+	str := func(t dicom.Tag) string {
+		s, _ := ds.String(t)
+		return strings.ToValidUTF8(strings.TrimSpace(s), "\uFFFD")
+	}
 	k := Keys{
 		Level:     strings.ToUpper(str(dicom.TagQueryRetrieveLevel)),
 		PatientID: str(dicom.TagPatientID),
