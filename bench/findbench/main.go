@@ -13,6 +13,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/relais-health/relais/bench/internal/machine"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -86,7 +87,7 @@ func main() {
 		}
 		note := ""
 		if *quiet > 0 {
-			note = waitQuiet(*quiet, *quietMax)
+			note = machine.WaitQuiet(*quiet, *quietMax)
 		}
 		if err := runQIDO(ix, *studies, *qido, *clients, log, note); err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/relais-health/relais/bench/internal/machine"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -18,7 +19,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -132,12 +132,12 @@ func runQIDO(ix storage.Index, studies, n, clients int, log *slog.Logger, note s
 			return err
 		}
 	}
-	loadBefore := loadAvg()
+	loadBefore := machine.LoadAvg()
 	ch := make(chan qidoReq)
 	out := make(chan qidoRes, len(reqs))
 	var wg sync.WaitGroup
 	t0 := time.Now()
-	ct0, ci0 := cpuStat()
+	load0 := machine.Sample()
 	self0 := selfCPU()
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
@@ -156,7 +156,6 @@ func runQIDO(ix storage.Index, studies, n, clients int, log *slog.Logger, note s
 	close(ch)
 	wg.Wait()
 	wall := time.Since(t0)
-	ct1, ci1 := cpuStat()
 	self := selfCPU() - self0
 	close(out)
 
@@ -185,27 +184,14 @@ func runQIDO(ix storage.Index, studies, n, clients int, log *slog.Logger, note s
 		total += n
 	}
 	line("**all kinds**", all, allH, float64(total)/float64(len(all)))
-	busy := 1 - float64(ci1-ci0)/float64(max1(ct1-ct0))
+	busy := machine.Busy(load0, machine.Sample())
 	fmt.Printf("\nload average before / after: %s / %s; machine CPU busy during the run: %.0f%% of %d cores, this process (server + clients) %.0f%% (%.2f ms CPU per request)",
-		loadBefore, loadAvg(), 100*busy, runtime.NumCPU(), 100*self.Seconds()/(wall.Seconds()*float64(runtime.NumCPU())), float64(self.Microseconds())/1000/float64(len(reqs)))
+		loadBefore, machine.LoadAvg(), 100*busy, runtime.NumCPU(), 100*self.Seconds()/(wall.Seconds()*float64(runtime.NumCPU())), float64(self.Microseconds())/1000/float64(len(reqs)))
 	if note != "" {
 		fmt.Printf("; %s", note)
 	}
 	fmt.Println()
 	return nil
-}
-
-// loadAvg is the first three fields of /proc/loadavg.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func line(name string, d, h []time.Duration, rows float64) {

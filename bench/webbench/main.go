@@ -15,6 +15,7 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"github.com/relais-health/relais/bench/internal/machine"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -208,14 +209,14 @@ func run(c *config) error {
 	}
 
 	if c.quiet > 0 {
-		note := waitQuiet(c.quiet, c.quietMax)
+		note := machine.WaitQuiet(c.quiet, c.quietMax)
 		logf("%s", note)
 		checks = append(checks, note)
 	}
-	ct0, ci0 := cpuStat()
+	load0 := machine.Sample()
 	rep := &report{study: st, servers: servers, kinds: ks, unsupported: unsupported, checks: checks,
 		warmRSS: map[cellKey]int64{}, warmCPU: map[cellKey]time.Duration{},
-		cold: map[cellKey][]sample{}, warm: map[cellKey][]sample{}, coldRuns: c.coldRuns, runs: c.runs, loadBefore: loadAvg()}
+		cold: map[cellKey][]sample{}, warm: map[cellKey][]sample{}, coldRuns: c.coldRuns, runs: c.runs, loadBefore: machine.LoadAvg()}
 
 	// Cold: the first request after a restart, with the page cache of every
 	// file of that server (storage and index) dropped.
@@ -303,9 +304,8 @@ func run(c *config) error {
 			return fmt.Errorf("%s died during the run; see %s", s.name, s.logPath())
 		}
 	}
-	rep.loadAfter = loadAvg()
-	ct1, ci1 := cpuStat()
-	rep.busy = 1 - float64(ci1-ci0)/float64(max1(ct1-ct0))
+	rep.loadAfter = machine.LoadAvg()
+	rep.busy = machine.Busy(load0, machine.Sample())
 	rep.orthancVersion = orthancVersion(orth)
 	text := rep.render()
 	fmt.Print(text)

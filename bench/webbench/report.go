@@ -297,16 +297,3 @@ func hostInfo() string {
 	}
 	return fmt.Sprintf("%d CPU (%s), Linux %s, %s", runtime.NumCPU(), model, kernel, runtime.Version())
 }
-
-// loadAvg is the first three fields of /proc/loadavg.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
