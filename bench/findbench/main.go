@@ -13,7 +13,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/relais-health/relais/bench/internal/machine"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relais-health/relais/bench/internal/machine"
 	"github.com/relais-health/relais/dicom"
 	"github.com/relais-health/relais/query"
 	"github.com/relais-health/relais/storage"

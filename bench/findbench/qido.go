@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/relais-health/relais/bench/internal/machine"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -22,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/relais-health/relais/bench/internal/machine"
 	"github.com/relais-health/relais/dicomweb"
 	"github.com/relais-health/relais/journal"
 	"github.com/relais-health/relais/storage"

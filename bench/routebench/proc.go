@@ -15,6 +15,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/relais-health/relais/bench/internal/machine"
 	"golang.org/x/sys/unix"
 )
 
@@ -334,48 +335,11 @@ func waitQuiet(below float64, max time.Duration) float64 {
 	}
 }
 
-// cpuTicks returns utime+stime (+cutime+cstime) of pid in 1/100 s, or -1.
-func cpuTicks(pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return -1
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return -1
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 15 {
-		return -1
-	}
-	var sum int64
-	for _, s := range f[11:15] {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return -1
-		}
-		sum += v
-	}
-	return sum
-}
+// cpuTicks is the utime+stime+cutime+cstime of pid in clock ticks, or -1.
+func cpuTicks(pid int) int64 { return machine.CPUTicks(pid, true) }
 
-// vmHWM returns the peak RSS of pid in bytes, or -1.
-func vmHWM(pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
-					return kb * 1024
-				}
-			}
-		}
-	}
-	return -1
-}
+// vmHWM is machine.PeakRSS.
+func vmHWM(pid int) int64 { return machine.PeakRSS(pid) }
 
 // --- page cache ------------------------------------------------------------------
 

@@ -1,70 +1,21 @@
 package main
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/relais-health/relais/bench/internal/machine"
 )
 
-// vmHWM returns the peak resident set size (VmHWM) of pid in bytes, or -1.
-func vmHWM(pid int) int64 {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			fields := strings.Fields(rest) // "123456 kB"
-			if len(fields) >= 1 {
-				if kb, err := strconv.ParseInt(fields[0], 10, 64); err == nil {
-					return kb * 1024
-				}
-			}
-		}
-	}
-	return -1
-}
+// vmHWM is machine.PeakRSS.
+func vmHWM(pid int) int64 { return machine.PeakRSS(pid) }
 
-// clockTicks is USER_HZ, the unit of the times in /proc/PID/stat (100 on
-// every Linux architecture Go supports).
-const clockTicks = 100
-
-// cpuTicks returns utime+stime of pid, plus cutime+cstime (its reaped
-// children) when withReaped is set, in clock ticks; -1 when unreadable.
-func cpuTicks(pid int, withReaped bool) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return -1
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return -1
-	}
-	f := strings.Fields(string(b[i+1:])) // f[0] is field 3 (state)
-	if len(f) < 15 {
-		return -1
-	}
-	var sum int64
-	n := 2 // utime, stime
-	if withReaped {
-		n = 4 // and cutime, cstime
-	}
-	for _, s := range f[11 : 11+n] {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return -1
-		}
-		sum += v
-	}
-	return sum
-}
+// cpuTicks is machine.CPUTicks.
+func cpuTicks(pid int, withReaped bool) int64 { return machine.CPUTicks(pid, withReaped) }
 
 // treeCPU is the CPU time used so far by pid, its reaped children and its
 // live (or zombie) descendants, in clock ticks.
@@ -182,7 +133,7 @@ func (s *rssSampler) cpu() time.Duration {
 	if s.cpu0 < 0 || s.cpu1 < 0 {
 		return -1
 	}
-	return time.Duration(s.cpu1-s.cpu0) * time.Second / clockTicks
+	return time.Duration(s.cpu1-s.cpu0) * time.Second / machine.ClockTicks
 }
 
 // peak returns root+max(child) and root+sum(children) in bytes.

@@ -15,7 +15,6 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
-	"github.com/relais-health/relais/bench/internal/machine"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/relais-health/relais/bench/internal/ctgen"
+	"github.com/relais-health/relais/bench/internal/machine"
 )
 
 type config struct {

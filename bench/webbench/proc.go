@@ -1,36 +1,18 @@
 package main
 
 import (
-	"bufio"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"unsafe"
 
+	"github.com/relais-health/relais/bench/internal/machine"
 	"golang.org/x/sys/unix"
 )
 
-// vmHWM returns the peak resident set size (VmHWM) of pid in bytes, or -1.
-func vmHWM(pid int) int64 {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			if fs := strings.Fields(rest); len(fs) >= 1 {
-				if kb, err := strconv.ParseInt(fs[0], 10, 64); err == nil {
-					return kb * 1024
-				}
-			}
-		}
-	}
-	return -1
-}
+// vmHWM is machine.PeakRSS.
+func vmHWM(pid int) int64 { return machine.PeakRSS(pid) }
 
 // resetHWM sets VmHWM back to the current RSS (Linux ≥ 4.0: "5" in
 // /proc/PID/clear_refs), so the next vmHWM is the peak of what follows.
@@ -39,27 +21,8 @@ func resetHWM(pid int) bool {
 	return os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0) == nil
 }
 
-// cpuTicks returns utime+stime of pid in clock ticks (1/100 s), or -1.
-func cpuTicks(pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return -1
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return -1
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return -1
-	}
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	s, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return -1
-	}
-	return u + s
-}
+// cpuTicks is the utime+stime of pid in clock ticks, or -1.
+func cpuTicks(pid int) int64 { return machine.CPUTicks(pid, false) }
 
 // evict drops the clean page-cache pages of every regular file under dir
 // (posix_fadvise DONTNEED): the next read of those files goes to the disk.

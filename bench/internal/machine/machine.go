@@ -78,3 +78,55 @@ func LoadAvg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// ClockTicks is USER_HZ, the unit of the times in /proc/PID/stat (100 on
+// every Linux architecture Go supports).
+const ClockTicks = 100
+
+// CPUTicks returns utime+stime of pid, plus cutime+cstime (its reaped
+// children) when withReaped is set, in clock ticks; -1 when unreadable.
+func CPUTicks(pid int, withReaped bool) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return -1
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(string(b[i+1:])) // f[0] is field 3 (state)
+	if len(f) < 15 {
+		return -1
+	}
+	n := 2 // utime, stime
+	if withReaped {
+		n = 4 // and cutime, cstime
+	}
+	var sum int64
+	for _, s := range f[11 : 11+n] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return -1
+		}
+		sum += v
+	}
+	return sum
+}
+
+// PeakRSS returns the peak resident set size (VmHWM) of pid in bytes, or -1.
+func PeakRSS(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return kb * 1024
+				}
+			}
+		}
+	}
+	return -1
+}
