@@ -64,12 +64,19 @@ const (
 	StoreImages Permission = "store-images"
 	// Admin: administration (tokens, configuration, journal over HTTP).
 	Admin Permission = "admin"
+	// ReadReports: read reports and manifests (the API, /reports/{id}).
+	ReadReports Permission = "read-reports"
+	// WriteReports: write, sign and correct reports, flag key images. Only
+	// radiologists have it: an administrator cannot sign for a physician.
+	WriteReports Permission = "write-reports"
+	// BuildManifests: build a study's KOS manifest on demand.
+	BuildManifests Permission = "build-manifests"
 )
 
 var grants = map[Role][]Permission{
-	RoleAdmin:       {ReadImages, StoreImages, Admin},
-	RoleRadiologist: {ReadImages, StoreImages},
-	RoleRequester:   {ReadImages, StoreImages},
+	RoleAdmin:       {ReadImages, StoreImages, Admin, ReadReports, BuildManifests},
+	RoleRadiologist: {ReadImages, StoreImages, ReadReports, WriteReports, BuildManifests},
+	RoleRequester:   {ReadImages, StoreImages, ReadReports},
 	RoleModality:    {StoreImages},
 }
 

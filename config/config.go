@@ -51,6 +51,17 @@ type Config struct {
 	Routes []Route `yaml:"routes"`
 	// Routing tunes the delivery queues.
 	Routing Routing `yaml:"routing"`
+	// Organisations are the health organisations Relais knows by id
+	// (FINESS): the report's custodian, the requesting facilities.
+	Organisations map[string]Organisation `yaml:"organisations"`
+	// Professionals are the health professionals by id (RPPS): report
+	// authors and legal authenticators, bound to token users.
+	Professionals map[string]Professional `yaml:"professionals"`
+	// Sites are the requesting sites: where studies come from and where
+	// their reports and manifests go back.
+	Sites map[string]Site `yaml:"sites"`
+	// Reports configures report documents (CDA).
+	Reports Reports `yaml:"reports"`
 	// Log configures structured logging.
 	Log Log `yaml:"log"`
 }
@@ -282,6 +293,10 @@ type Route struct {
 	Webhook string `yaml:"webhook"`
 	// Ready emits a "study ready for reading" event for the worklist.
 	Ready bool `yaml:"ready"`
+	// KOS builds the study's Key Object Selection manifest (IHE XDS-I.b,
+	// CI-SIS) when the route fires in stable mode, stores it in the study
+	// and forwards it to the route's destinations with the study.
+	KOS bool `yaml:"kos"`
 }
 
 // Priors configures fetching prior studies.
@@ -593,6 +608,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.MaxSTOWSize <= 0 {
 		return bad("http.max_stow_size", "must be positive")
+	}
+	if err := c.ValidateReporting(); err != nil {
+		return err
 	}
 	if err := c.validateRouting(); err != nil {
 		return err

@@ -58,6 +58,7 @@ type Node struct {
 	Pprof bool
 
 	disk     *diskGuard
+	apis     []apiRoute
 	routing  *nodeRouting
 	dimse    *dimse.Server
 	http     *http.Server
@@ -153,6 +154,18 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		n.Close()
 		return nil, fmt.Errorf("node: dicomweb: %w", err)
 	}
+	if err := n.openDirectory(); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: directory: %w", err)
+	}
+	if err := n.openManifests(); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: manifests: %w", err)
+	}
+	if err := n.openReports(); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: reports: %w", err)
+	}
 	return n, nil
 }
 
@@ -219,7 +232,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- n.dimse.Serve(n.dicomLn) }()
 	if n.httpLn != nil {
-		n.http = &http.Server{Handler: n.routingHandler(n.httpHandler()), ReadHeaderTimeout: 10 * time.Second}
+		n.http = &http.Server{Handler: n.routingHandler(n.apiHandler(n.httpHandler())), ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- n.http.Serve(n.httpLn) }()
 	}
 	n.Logger.Info("relais serving", "ae", cfg.AETitle, "dicom", n.dicomLn.Addr().String(), "http", addrString(n.httpLn), "data", cfg.DataDir)

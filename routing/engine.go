@@ -683,6 +683,11 @@ type instRef struct{ study, series, sop string }
 func (e *Engine) process(b *batch, it *item) {
 	rs := e.rules.Load()
 	inst := it.inst
+	if inst.Source.Channel == storage.ChannelGenerated {
+		// Built by Relais (manifest, report): its builder enqueues it
+		// where it must go; a rule would resend studies for it.
+		return
+	}
 	e.m.evaluated.Inc()
 	decisions := rs.Evaluate(inst, time.Time{})
 	for _, d := range decisions {

@@ -7,7 +7,7 @@ import (
 
 // Source records how an instance reached Relais.
 type Source struct {
-	// Channel is "dimse", "stow" or "import".
+	// Channel is "dimse", "stow", "import" or ChannelGenerated.
 	Channel     string `json:"channel,omitempty"`
 	CallingAE   string `json:"calling_ae,omitempty"`
 	CalledAE    string `json:"called_ae,omitempty"`
@@ -16,6 +16,10 @@ type Source struct {
 	// User is the authenticated user of an HTTP channel (STOW-RS).
 	User string `json:"user,omitempty"`
 }
+
+// ChannelGenerated is the channel of instances Relais built itself
+// (manifests, key-image notes, encapsulated reports).
+const ChannelGenerated = "relais"
 
 // Instance is the index record of one stored SOP instance. It is also the
 // payload of the journal's "instance.stored" event (hence the JSON tags).

@@ -1,0 +1,62 @@
+package node
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/relais-health/relais/auth"
+)
+
+// apiRoute mounts a subsystem's HTTP API under a path prefix.
+type apiRoute struct {
+	prefix string
+	h      http.Handler
+}
+
+// mountAPI adds h under prefix (a prefix ending in "/" matches the
+// subtree, otherwise the exact path and its subtree).
+func (n *Node) mountAPI(prefix string, h http.Handler) {
+	n.apis = append(n.apis, apiRoute{prefix, h})
+}
+
+// apiHandler serves the mounted APIs and everything else with h.
+func (n *Node) apiHandler(h http.Handler) http.Handler {
+	if len(n.apis) == 0 {
+		return h
+	}
+	apis := append([]apiRoute(nil), n.apis...)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, a := range apis {
+			p := strings.TrimSuffix(a.prefix, "/")
+			if r.URL.Path == p || strings.HasPrefix(r.URL.Path, p+"/") {
+				a.h.ServeHTTP(w, r)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Authorize checks that the request's token grants perm. With http.auth
+// none every request is allowed as user "anonymous" with the admin role
+// except WriteReports, which always needs a radiologist's token (a report
+// is signed by someone). On refusal it has answered (401/403) and logged.
+func (n *Node) Authorize(w http.ResponseWriter, r *http.Request, perm auth.Permission) (auth.Principal, bool) {
+	if n.Tokens == nil {
+		if perm == auth.WriteReports {
+			auth.WriteChallenge(w, auth.ErrForbidden)
+			return auth.Principal{}, false
+		}
+		return auth.Principal{User: "anonymous", Role: auth.RoleAdmin}, true
+	}
+	p, err := n.Tokens.Authorize(r, perm)
+	if err != nil {
+		if !errors.Is(err, auth.ErrNoToken) {
+			n.Logger.Warn("API: authentication refused", "remote", r.RemoteAddr, "path", r.URL.Path, "user", p.User, "error", err)
+		}
+		auth.WriteChallenge(w, err)
+		return p, false
+	}
+	return p, true
+}

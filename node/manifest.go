@@ -1,0 +1,4 @@
+package node
+
+// openManifests sets up KOS manifests and key-image notes.
+func (n *Node) openManifests() error { return nil }

@@ -1,0 +1,4 @@
+package node
+
+// openReports sets up the report workflow.
+func (n *Node) openReports() error { return nil }
