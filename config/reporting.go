@@ -57,6 +57,12 @@ type Site struct {
 	// ReportFormat is "level3" (default: structured body), "level1" (PDF
 	// body) or "both" (two documents).
 	ReportFormat string `yaml:"report_format"`
+	// INSStatus is the identity status the site's identity vigilance
+	// guarantees for the INS its images carry (PROV, RECUP, VALI or QUAL;
+	// default PROV): only QUAL lets a report identify the patient by the
+	// INS. It is the site's declaration, recorded as the evidence of the
+	// status in every report.
+	INSStatus string `yaml:"ins_status"`
 }
 
 // Report formats.
@@ -224,6 +230,11 @@ func (c *Config) ValidateReporting() error {
 			if _, ok := c.Destinations[d]; !ok {
 				return bad(key+".report_destinations", "%q is not in destinations", d)
 			}
+		}
+		switch strings.ToUpper(s.INSStatus) {
+		case "", "PROV", "RECUP", "VALI", "QUAL":
+		default:
+			return bad(key+".ins_status", "%q is not PROV, RECUP, VALI or QUAL", s.INSStatus)
 		}
 		switch s.ReportFormat {
 		case "", ReportLevel3, ReportLevel1, ReportBoth:
