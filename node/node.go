@@ -24,6 +24,7 @@ import (
 	"github.com/relais-health/relais/dicom"
 	"github.com/relais-health/relais/dicomweb"
 	"github.com/relais-health/relais/dimse"
+	"github.com/relais-health/relais/directory"
 	"github.com/relais-health/relais/ingest"
 	"github.com/relais-health/relais/journal"
 	"github.com/relais-health/relais/query"
@@ -56,6 +57,8 @@ type Node struct {
 	// Pprof mounts /debug/pprof on the HTTP listener (profiling only:
 	// never on a node reachable by others).
 	Pprof bool
+
+	directory *directory.Directory // node/directory.go
 
 	disk     *diskGuard
 	apis     []apiRoute
