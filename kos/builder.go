@@ -46,6 +46,19 @@ func (d *dataset) num(t dicom.Tag, n int) {
 	d.str(t, "IS", strconv.Itoa(n))
 }
 
+// frames adds a multi-valued IS element (frame numbers).
+func (d *dataset) frames(t dicom.Tag, fr []int) {
+	vs := make([]string, len(fr))
+	for i, f := range fr {
+		vs[i] = strconv.Itoa(f)
+	}
+	v := strings.Join(vs, `\`)
+	if len(v)%2 == 1 {
+		v += " "
+	}
+	d.els = append(d.els, element{tag: t, vr: "IS", value: []byte(v)})
+}
+
 // seq adds a sequence (possibly empty, for type 2 sequences).
 func (d *dataset) seq(t dicom.Tag, items ...*dataset) {
 	d.els = append(d.els, element{tag: t, vr: dicom.VRSQ, items: items})

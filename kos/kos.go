@@ -148,6 +148,11 @@ type Manifest struct {
 	// SeriesNumber and InstanceNumber; 0 is written as 1.
 	SeriesNumber   int
 	InstanceNumber int
+	// Frames, by SOP Instance UID, are the frame numbers (from 1) a
+	// content item references in a multi-frame image (Referenced Frame
+	// Number, 0008,1160): the frames a radiologist flagged. The evidence
+	// sequence references the whole instance.
+	Frames map[string][]int
 }
 
 // Tags used (besides those dicom names).
@@ -182,6 +187,7 @@ var (
 	tagReferencedSOPClassUID     = dicom.NewTag(0x0008, 0x1150)
 	tagReferencedSOPInstanceUID  = dicom.NewTag(0x0008, 0x1155)
 	tagReferencedSOPSequence     = dicom.NewTag(0x0008, 0x1199)
+	tagReferencedFrameNumber     = dicom.NewTag(0x0008, 0x1160)
 	tagPatientName               = dicom.NewTag(0x0010, 0x0010)
 	tagPatientID                 = dicom.NewTag(0x0010, 0x0020)
 	tagIssuerOfPatientID         = dicom.NewTag(0x0010, 0x0021)
@@ -287,6 +293,13 @@ func (m *Manifest) check() error {
 		for _, in := range s.Instances {
 			if !validUID(in.SOPClassUID) || !validUID(in.SOPInstanceUID) {
 				return bad("instance %q (class %q) of series %s", in.SOPInstanceUID, in.SOPClassUID, s.SeriesInstanceUID)
+			}
+		}
+	}
+	for sop, fr := range m.Frames {
+		for _, f := range fr {
+			if f < 1 {
+				return bad("frame number %d of %s (frames count from 1)", f, sop)
 			}
 		}
 	}
@@ -409,7 +422,11 @@ func build(m Manifest) ([]byte, string, error) {
 			it := &dataset{}
 			it.str(tagRelationshipType, "CS", "CONTAINS")
 			it.str(tagValueType, "CS", ValueType(in.SOPClassUID))
-			it.seq(tagReferencedSOPSequence, sopRef(in))
+			ref := sopRef(in)
+			if fr := m.Frames[in.SOPInstanceUID]; len(fr) > 0 {
+				ref.frames(tagReferencedFrameNumber, fr)
+			}
+			it.seq(tagReferencedSOPSequence, ref)
 			content = append(content, it)
 		}
 	}

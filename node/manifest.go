@@ -1,4 +1,107 @@
 package node
 
-// openManifests sets up KOS manifests and key-image notes.
-func (n *Node) openManifests() error { return nil }
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/relais-health/relais/dicomweb"
+	"github.com/relais-health/relais/kos"
+	"github.com/relais-health/relais/manifest"
+	"github.com/relais-health/relais/routing"
+	"github.com/relais-health/relais/routing/queue"
+)
+
+// openManifests sets up KOS manifests and key-image notes: the service
+// over the node's index and ingest pipeline, its HTTP API under
+// /api/studies/ and, when routing runs, the builder of routes with kos:
+// true. Call after openRouting and openDICOMweb.
+func (n *Node) openManifests() error {
+	svc := n.manifestService()
+	n.mountAPI(manifest.PathPrefix, svc.Handler(n.Authorize))
+	if n.routing != nil {
+		r := n.routing
+		n.routing.Engine.SetManifestBuilder(func(ctx context.Context, route, prio, study string, forward, failover []string) error {
+			return routeManifest(ctx, svc, r, route, prio, study, forward, failover)
+		})
+	}
+	return nil
+}
+
+// manifestService builds the manifest service of the node.
+func (n *Node) manifestService() *manifest.Service {
+	cfg := n.Config
+	return &manifest.Service{
+		Index: n.Index, Blobs: n.Blobs, Store: n.StoreGenerated,
+		Retrieve: kos.Retrieve{AETitle: cfg.AETitle, LocationUID: RetrieveLocationUID(cfg.AETitle), WADOBase: n.wadoBase()},
+		Journal:  n.Journal, Logger: n.Logger,
+	}
+}
+
+// RetrieveLocationUID is the Retrieve Location UID (0040,E011) written in
+// the node's manifests: the XDS-I.b Imaging Document Source's repository
+// id, derived from the node's AE title so that it is stable across
+// restarts and the same for every manifest of the node.
+func RetrieveLocationUID(aeTitle string) string {
+	return manifest.HashUID("relais retrieve location\x00" + aeTitle)
+}
+
+// wadoBase is the DICOMweb base URL written in manifests (their Retrieve
+// URLs): http.public_url when set (what other sites reach), otherwise the
+// HTTP listener's address; "" without an HTTP listener.
+func (n *Node) wadoBase() string {
+	cfg := n.Config
+	base := dicomweb.DefaultBasePath
+	if n.DICOMweb != nil && n.DICOMweb.BasePath != "" {
+		base = strings.TrimRight(n.DICOMweb.BasePath, "/")
+	}
+	if cfg.HTTP.PublicURL != "" {
+		return strings.TrimRight(cfg.HTTP.PublicURL, "/") + base
+	}
+	if cfg.Listen.HTTP == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(cfg.Listen.HTTP)
+	if err != nil {
+		return "http://" + cfg.Listen.HTTP + base
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+		n.Logger.Warn("http.public_url is not set: KOS manifests carry Retrieve URLs on localhost, which other sites cannot reach")
+	}
+	return "http://" + net.JoinHostPort(host, port) + base
+}
+
+// routeManifest is the routing engine's manifest builder: build and store
+// the study's manifest, then queue it to the route's destinations (task
+// IDs derived from the route, destinations and manifest: put-if-absent, so
+// a retry queues nothing twice) and wake their workers.
+func routeManifest(ctx context.Context, svc *manifest.Service, r *nodeRouting, route, prio, study string, forward, failover []string) error {
+	res, err := svc.StudyManifest(ctx, study, "route:"+route)
+	if err != nil {
+		return err
+	}
+	p, err := queue.ParsePriority(prio)
+	if err != nil {
+		p = queue.Routine
+	}
+	var tasks []queue.Task
+	for _, f := range forward {
+		dests := append([]string{f}, failover...)
+		tasks = append(tasks, queue.Task{ID: routing.TaskID(route, dests, res.SOPInstanceUID, "kos"), Route: route, Priority: p,
+			Destinations: dests, StudyUID: study, SeriesUID: res.SeriesInstanceUID, SOPInstanceUID: res.SOPInstanceUID})
+	}
+	if len(tasks) == 0 {
+		return nil
+	}
+	if _, err := r.Queue.Enqueue(ctx, tasks, nil); err != nil {
+		return fmt.Errorf("queueing manifest %s: %w", res.SOPInstanceUID, err)
+	}
+	if r.Dispatcher != nil {
+		for _, f := range forward {
+			r.Dispatcher.Notify(f)
+		}
+	}
+	return nil
+}

@@ -94,6 +94,63 @@ func (e *Engine) studyActions(route, prio string, rc config.Route, study, patien
 			e.priors(rc, prio, study, patient)
 		}()
 	}
+	if rc.KOS {
+		if immediate {
+			e.log.Debug("routing: kos needs a stable route: no manifest for an immediate firing", "route", route, "study", study)
+			return
+		}
+		build := e.deps.Manifest
+		if build == nil {
+			e.log.Warn("routing: route has kos but no manifest builder is configured", "route", route)
+			return
+		}
+		forward, failover := append([]string(nil), rc.Forward...), append([]string(nil), rc.Failover...)
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			e.manifest(build, route, prio, study, forward, failover)
+		}()
+	}
+}
+
+// ManifestBuilder builds the study's KOS manifest, stores it and queues it
+// to the forward destinations (each with the failovers behind it) with the
+// route's priority. It must be idempotent (it is retried).
+type ManifestBuilder func(ctx context.Context, route, prio, study string, forward, failover []string) error
+
+// SetManifestBuilder sets Deps.Manifest. Call it before Run.
+func (e *Engine) SetManifestBuilder(b ManifestBuilder) { e.deps.Manifest = b }
+
+// manifestAttempts bounds the tries of a route's manifest build.
+var manifestAttempts = 4
+
+// manifest runs the route's manifest builder, retrying a few times, and
+// journals a failure.
+func (e *Engine) manifest(build ManifestBuilder, route, prio, study string, forward, failover []string) {
+	var lastErr error
+	for attempt := 0; attempt < manifestAttempts; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(attempt*attempt) * 500 * time.Millisecond):
+			case <-e.bgCtx.Done():
+			}
+			if e.bgCtx.Err() != nil {
+				lastErr = fmt.Errorf("stopped before attempt %d: %w (last: %v)", attempt+1, e.bgCtx.Err(), lastErr)
+				break
+			}
+		}
+		ctx, cancel := context.WithTimeout(e.bgCtx, 5*time.Minute)
+		err := build(ctx, route, prio, study, forward, failover)
+		cancel()
+		if err == nil {
+			return
+		}
+		lastErr = err
+		e.log.Warn("routing: manifest build failed", "route", route, "study", study, "attempt", attempt+1, "err", err)
+	}
+	e.log.Error("routing: manifest not built", "route", route, "study", study, "err", lastErr)
+	e.journal(&journal.Event{Kind: "route.manifest", StudyUID: study, Status: "failed",
+		Reason: fmt.Sprintf("route %q: KOS manifest: %v", route, lastErr)})
 }
 
 // webhook POSTs the payload, retrying a few times, and journals the outcome.

@@ -63,6 +63,12 @@ type Deps struct {
 	// Priors fetches prior studies (nil: routes with priors log that they
 	// are not fetched). See PriorsFetcher.
 	Priors PriorsFetcher
+	// Manifest builds and stores the study's KOS manifest and queues it to
+	// the route's destinations (forward, each with the failovers behind
+	// it), for routes with kos: true when they fire in stable mode. It runs
+	// in the background, retried a few times. Nil: such routes log that no
+	// manifest is built. See Engine.SetManifestBuilder.
+	Manifest ManifestBuilder
 	// Buffer is the capacity of the OnDurable channel (default 65536).
 	Buffer int
 	// Retention is how long a fired stable study's state is kept to handle
