@@ -28,6 +28,7 @@ import (
 	"github.com/relais-health/relais/ingest"
 	"github.com/relais-health/relais/journal"
 	"github.com/relais-health/relais/query"
+	"github.com/relais-health/relais/report"
 	"github.com/relais-health/relais/retrieve"
 	"github.com/relais-health/relais/storage"
 	"github.com/relais-health/relais/storage/badgerindex"
@@ -62,6 +63,7 @@ type Node struct {
 
 	disk     *diskGuard
 	apis     []apiRoute
+	reports  *report.Service
 	routing  *nodeRouting
 	dimse    *dimse.Server
 	http     *http.Server
@@ -232,6 +234,9 @@ func (n *Node) Serve(ctx context.Context) error {
 		Logger:                    n.Logger,
 	}
 	stopRouting := n.startRouting()
+	rctx, stopReports := context.WithCancel(context.Background())
+	reportsDone := make(chan struct{})
+	go func() { defer close(reportsDone); n.runReports(rctx) }()
 	errc := make(chan error, 2)
 	go func() { errc <- n.dimse.Serve(n.dicomLn) }()
 	if n.httpLn != nil {
@@ -255,6 +260,8 @@ func (n *Node) Serve(ctx context.Context) error {
 	if serr := n.dimse.Shutdown(sctx); serr != nil && err == nil && !errors.Is(serr, dimse.ErrServerClosed) {
 		err = serr
 	}
+	stopReports()
+	<-reportsDone
 	stopRouting()
 	return err
 }

@@ -1,4 +1,89 @@
 package node
 
-// openReports sets up the report workflow.
-func (n *Node) openReports() error { return nil }
+import (
+	"context"
+	"path/filepath"
+	"time"
+
+	"github.com/relais-health/relais/config"
+	"github.com/relais-health/relais/report"
+	"github.com/relais-health/relais/routing"
+	"github.com/relais-health/relais/routing/queue"
+)
+
+// openReports opens the report store (DATA/reports) and mounts the report
+// API (/api/reports) and documents (/reports/{id}).
+func (n *Node) openReports() error {
+	st, err := report.OpenStore(filepath.Join(n.Config.DataDir, "reports"))
+	if err != nil {
+		return err
+	}
+	d := report.Deps{
+		Store: st, Index: n.Index, Directory: n.reportDirectory(),
+		Settings: func() config.Reports { return n.Config.Reports },
+		WADOBase: n.manifestWADOBase(),
+		StoreInstance: func(ctx context.Context, file []byte, user string) error {
+			_, err := n.StoreGenerated(ctx, file, user)
+			return err
+		},
+		Render: renderReportPDF, Level1: level1Report,
+		Journal: n.Journal, Logger: n.Logger,
+	}
+	if n.routing != nil {
+		d.Deliver = n.deliverGenerated
+	}
+	n.reports = report.New(d)
+	n.mountAPI("/api/reports", n.reports.Handler(n.Authorize))
+	n.mountAPI("/reports/", n.reports.Handler(n.Authorize))
+	return nil
+}
+
+// Reports returns the report workflow.
+func (n *Node) Reports() *report.Service { return n.reports }
+
+// runReports publishes signed versions left unpublished (crash, full disk).
+func (n *Node) runReports(ctx context.Context) {
+	if n.reports != nil {
+		n.reports.Run(ctx, 30*time.Second)
+	}
+}
+
+// deliverGenerated queues an instance Relais built for destinations: one
+// task per destination, with a deterministic id (queued once however
+// often it is asked), at URGENT priority.
+func (n *Node) deliverGenerated(ctx context.Context, study, series, sop string, dests []string) error {
+	var tasks []queue.Task
+	for _, d := range dests {
+		tasks = append(tasks, queue.Task{ID: routing.TaskID("generated", []string{d}, sop, "0"), Route: "report", Priority: queue.Urgent,
+			Destinations: []string{d}, StudyUID: study, SeriesUID: series, SOPInstanceUID: sop})
+	}
+	if _, err := n.routing.Queue.Enqueue(ctx, tasks, nil); err != nil {
+		return err
+	}
+	for _, d := range dests {
+		n.routing.Dispatcher.Notify(d)
+	}
+	return nil
+}
+
+// configDirectory answers directory questions from the configuration
+// alone.
+type configDirectory struct{ cfg *config.Config }
+
+func (c configDirectory) Organisation(id string) (config.Organisation, bool) {
+	o, ok := c.cfg.Organisations[id]
+	return o, ok
+}
+
+func (c configDirectory) ProfessionalByUser(user string) (string, config.Professional, bool) {
+	return c.cfg.ProfessionalFor(user)
+}
+
+func (c configDirectory) SiteFor(ae, user string) (string, config.Site, bool) {
+	return c.cfg.SiteFor(ae, user)
+}
+
+func (c configDirectory) Site(id string) (config.Site, bool) {
+	s, ok := c.cfg.Sites[id]
+	return s, ok
+}

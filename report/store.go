@@ -1,0 +1,238 @@
+package report
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Store keeps reports in a directory: one sub-directory per report with
+// its record (report.json) and the documents of each signed version
+// (v1.level3.xml, v1.level1.xml, v1.pdf). A change writes the new
+// documents first, then replaces the record atomically (write, fsync,
+// rename, fsync the directory): a crash leaves the previous record or the
+// new one, never a record naming documents that are not on disk.
+type Store struct {
+	dir string
+
+	mu      sync.RWMutex
+	byStudy map[string][]string // study UID → report ids
+	records map[string]*Report  // id → record (without documents)
+}
+
+// OpenStore opens (creating) the store in dir and loads the records.
+func OpenStore(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	s := &Store{dir: dir, byStudy: map[string][]string{}, records: map[string]*Report{}}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	for _, e := range ents {
+		if !e.IsDir() || !validID(e.Name()) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "report.json"))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // created, crashed before the first record: nothing was acknowledged
+		}
+		if err != nil {
+			return nil, fmt.Errorf("report: %w", err)
+		}
+		var r Report
+		if err := json.Unmarshal(b, &r); err != nil || r.ID != e.Name() {
+			return nil, fmt.Errorf("report: %s is corrupt (%v): move it away to start", filepath.Join(dir, e.Name(), "report.json"), err)
+		}
+		s.index(&r)
+	}
+	return s, nil
+}
+
+func (s *Store) index(r *Report) {
+	if _, ok := s.records[r.ID]; !ok {
+		s.byStudy[r.StudyUID] = append(s.byStudy[r.StudyUID], r.ID)
+	}
+	s.records[r.ID] = r
+}
+
+// validID: report ids are generated (letters, digits, '-'); anything else
+// from a URL is not one and never reaches the file system.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Get returns a copy of the record (documents not loaded).
+func (s *Store) Get(id string) (*Report, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.records[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: report %q", ErrNotFound, id)
+	}
+	return clone(r), nil
+}
+
+func clone(r *Report) *Report {
+	c := *r
+	c.Versions = append([]Version(nil), r.Versions...)
+	for i := range c.Versions {
+		c.Versions[i].Documents = append([]Document(nil), r.Versions[i].Documents...)
+		c.Versions[i].Notices = append([]string(nil), r.Versions[i].Notices...)
+	}
+	return &c
+}
+
+// List returns the reports of a study ("" for every report), newest first.
+func (s *Store) List(study string) []*Report {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*Report
+	if study != "" {
+		for _, id := range s.byStudy[study] {
+			out = append(out, clone(s.records[id]))
+		}
+	} else {
+		for _, r := range s.records {
+			out = append(out, clone(r))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.After(out[j].Created)
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out
+}
+
+// Put writes r: first the documents of its versions that carry bytes,
+// then the record. prevRevision is the revision the change was made on
+// (-1 for a new report): a record changed meanwhile is ErrConflict.
+func (s *Store) Put(r *Report, prevRevision int) error {
+	if !validID(r.ID) {
+		return fmt.Errorf("report: invalid id %q", r.ID)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, exists := s.records[r.ID]
+	switch {
+	case prevRevision < 0 && exists:
+		return fmt.Errorf("%w: report %s exists", ErrConflict, r.ID)
+	case prevRevision >= 0 && !exists:
+		return fmt.Errorf("%w: report %q", ErrNotFound, r.ID)
+	case exists && cur.Revision != prevRevision:
+		return fmt.Errorf("%w: report %s is at revision %d, not %d", ErrConflict, r.ID, cur.Revision, prevRevision)
+	}
+	dir := filepath.Join(s.dir, r.ID)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	for _, v := range r.Versions {
+		for name, b := range v.files {
+			if err := writeFile(dir, docName(v.Number, name), b); err != nil {
+				return err
+			}
+		}
+	}
+	rec := clone(r)
+	for i := range rec.Versions {
+		rec.Versions[i].files = nil
+	}
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := writeFile(dir, "report.json", b); err != nil {
+		return err
+	}
+	if !exists {
+		if err := syncDir(s.dir); err != nil {
+			return err
+		}
+	}
+	s.index(rec)
+	return nil
+}
+
+func docName(version int, ext string) string { return "v" + strconv.Itoa(version) + "." + ext }
+
+// Document names.
+const (
+	DocLevel3      = "level3.xml"
+	DocLevel1      = "level1.xml"
+	DocPDF         = "pdf"
+	DocLevel3DICOM = "level3.dcm"
+	DocLevel1DICOM = "level1.dcm"
+)
+
+// Document returns a stored document of a version (a Doc* name).
+func (s *Store) Document(id string, version int, name string) ([]byte, error) {
+	switch name {
+	case DocLevel3, DocLevel1, DocPDF, DocLevel3DICOM, DocLevel1DICOM:
+	default:
+		return nil, fmt.Errorf("report: unknown document %q", name)
+	}
+	if !validID(id) {
+		return nil, fmt.Errorf("%w: report %q", ErrNotFound, id)
+	}
+	b, err := os.ReadFile(filepath.Join(s.dir, id, docName(version, name)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: report %s version %d has no %s document", ErrNotFound, id, version, name)
+	}
+	return b, err
+}
+
+// writeFile replaces dir/name atomically and durably.
+func writeFile(dir, name string, b []byte) error {
+	tmp, err := os.CreateTemp(dir, "."+strings.ReplaceAll(name, "/", "_")+".*")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	_, err = tmp.Write(b)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o640)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("report: write %s: %w", name, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("report: sync %s: %w", dir, err)
+	}
+	return nil
+}
