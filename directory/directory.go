@@ -177,11 +177,19 @@ func Open(dataDir string, cfg *config.Config, j *journal.Journal) (*Directory, e
 // Path returns the overlay file's path.
 func (d *Directory) Path() string { return d.path }
 
+// cloneSite returns s with its own slices (nil when empty).
 func cloneSite(s config.Site) config.Site {
-	s.CallingAEs = slices.Clone(s.CallingAEs)
-	s.Users = slices.Clone(s.Users)
-	s.ReportDestinations = slices.Clone(s.ReportDestinations)
+	s.CallingAEs = cloneStrings(s.CallingAEs)
+	s.Users = cloneStrings(s.Users)
+	s.ReportDestinations = cloneStrings(s.ReportDestinations)
 	return s
+}
+
+func cloneStrings(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return slices.Clone(s)
 }
 
 // merge returns a copy of base with over's entries set.
@@ -493,7 +501,7 @@ func readOverlay(path string) (overlay, error) {
 		if _, _, err := decodeFields(raw, string(Sites)+"."+id, &s, false); err != nil {
 			return bad(err)
 		}
-		over.Sites[id] = s
+		over.Sites[id] = cloneSite(s)
 	}
 	return over, nil
 }

@@ -137,7 +137,7 @@ func (d *Directory) servePut(w http.ResponseWriter, r *http.Request, k Kind, id,
 	case Sites:
 		var s config.Site
 		if bodyID, _, err = decodeFields(body, key, &s, true); err == nil && (bodyID == "" || bodyID == id) {
-			action, err = d.put(k, id, user, func(ov *overlay) { ov.Sites[id] = s })
+			action, err = d.put(k, id, user, func(ov *overlay) { ov.Sites[id] = cloneSite(s) })
 		}
 	}
 	if err == nil && bodyID != "" && bodyID != id {
