@@ -2,10 +2,12 @@ package node
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 
 	"github.com/relais-health/relais/auth"
+	"github.com/relais-health/relais/dicomweb"
 )
 
 // apiRoute mounts a subsystem's HTTP API under a path prefix.
@@ -59,4 +61,30 @@ func (n *Node) Authorize(w http.ResponseWriter, r *http.Request, perm auth.Permi
 		return p, false
 	}
 	return p, true
+}
+
+// publicDICOMwebBase is the DICOMweb base URL written in the documents
+// Relais builds (reports' and manifests' references): http.public_url when
+// set (what other sites reach), otherwise the HTTP listener's address; ""
+// without an HTTP listener.
+func (n *Node) publicDICOMwebBase() string {
+	cfg := n.Config
+	base := dicomweb.DefaultBasePath
+	if n.DICOMweb != nil && n.DICOMweb.BasePath != "" {
+		base = strings.TrimRight(n.DICOMweb.BasePath, "/")
+	}
+	if cfg.HTTP.PublicURL != "" {
+		return strings.TrimRight(cfg.HTTP.PublicURL, "/") + base
+	}
+	if cfg.Listen.HTTP == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(cfg.Listen.HTTP)
+	if err != nil {
+		return "http://" + cfg.Listen.HTTP + base
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + base
 }

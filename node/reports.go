@@ -21,7 +21,7 @@ func (n *Node) openReports() error {
 	d := report.Deps{
 		Store: st, Index: n.Index, Directory: n.reportDirectory(),
 		Settings: func() config.Reports { return n.Config.Reports },
-		WADOBase: n.manifestWADOBase(),
+		WADOBase: n.publicDICOMwebBase(),
 		StoreInstance: func(ctx context.Context, file []byte, user string) error {
 			_, err := n.StoreGenerated(ctx, file, user)
 			return err

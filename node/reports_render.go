@@ -11,4 +11,9 @@ var (
 	level1Report    func(*cda.Report, []byte) ([]byte, error)
 )
 
-func (n *Node) reportDirectory() report.Directory { return configDirectory{n.Config} }
+func (n *Node) reportDirectory() report.Directory {
+	if n.directory != nil {
+		return n.directory
+	}
+	return configDirectory{n.Config}
+}
