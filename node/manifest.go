@@ -47,6 +47,10 @@ func RetrieveLocationUID(aeTitle string) string {
 	return manifest.HashUID("relais retrieve location\x00" + aeTitle)
 }
 
+// manifestWADOBase is wadoBase (both names are used by the node's
+// document builders).
+func (n *Node) manifestWADOBase() string { return n.wadoBase() }
+
 // wadoBase is the DICOMweb base URL written in manifests (their Retrieve
 // URLs): http.public_url when set (what other sites reach), otherwise the
 // HTTP listener's address; "" without an HTTP listener.
