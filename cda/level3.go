@@ -34,6 +34,21 @@ func Level3(r *Report) ([]byte, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
+	doc := header(r,
+		el("templateId", "root", "1.2.840.10008.9.1"),
+		el("templateId", "root", "1.2.840.10008.9.20"),
+		el("templateId", "root", "1.2.840.10008.9.21"),
+		el("templateId", "root", TemplateIMGCRIMG, "extension", ModelVersion),
+	)
+	doc.add(el("component").add(body(r)))
+	return render(doc), nil
+}
+
+// header returns the ClinicalDocument element with the CI-SIS header, from
+// realmCode to componentOf, shared by Level3 and Level1: templates are the
+// document model's own templateIds, written after those of HL7 France and
+// the CI-SIS. The caller adds the body (the component element).
+func header(r *Report, templates ...*node) *node {
 	doc := el("ClinicalDocument",
 		"xmlns", "urn:hl7-org:v3",
 		"xmlns:xsi", "http://www.w3.org/2001/XMLSchema-instance",
@@ -43,10 +58,9 @@ func Level3(r *Report) ([]byte, error) {
 		el("typeId", "root", "2.16.840.1.113883.1.3", "extension", "POCD_HD000040"),
 		el("templateId", "root", "2.16.840.1.113883.2.8.2.1"),
 		el("templateId", "root", "1.2.250.1.213.1.1.1.1"),
-		el("templateId", "root", "1.2.840.10008.9.1"),
-		el("templateId", "root", "1.2.840.10008.9.20"),
-		el("templateId", "root", "1.2.840.10008.9.21"),
-		el("templateId", "root", TemplateIMGCRIMG, "extension", ModelVersion),
+	)
+	doc.add(templates...)
+	doc.add(
 		el("id", "root", r.ID),
 		codeEl("code", Code{DocumentCode, sysLOINC, "LOINC", "CR d'imagerie médicale"}),
 		textEl("title", r.title()),
@@ -86,12 +100,15 @@ func Level3(r *Report) ([]byte, error) {
 			)))
 	}
 	doc.add(componentOf(&r.Encounter))
-	doc.add(el("component").add(body(r)))
+	return doc
+}
 
+// render writes the document with its XML declaration.
+func render(doc *node) []byte {
 	var b bytes.Buffer
 	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
 	doc.write(&b, 0)
-	return b.Bytes(), nil
+	return b.Bytes()
 }
 
 var confDisplay = map[string]string{"N": "Normal", "R": "Restreint", "V": "Très restreint"}
