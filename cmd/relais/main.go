@@ -33,6 +33,7 @@ func main() {
 	root.AddCommand(tokenCmd())
 	root.AddCommand(queueCmd())
 	root.AddCommand(routeCmd())
+	root.AddCommand(directoryCmd())
 	root.AddCommand(kosCmd())
 	err := root.ExecuteContext(ctx)
 	var ee exitError
