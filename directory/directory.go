@@ -162,6 +162,9 @@ func Open(dataDir string, cfg *config.Config, j *journal.Journal) (*Directory, e
 		base.Sites[id] = cloneSite(s)
 	}
 	d := &Directory{path: filepath.Join(dataDir, "directory", FileName), journal: j, base: &base}
+	if err := d.base.ValidateReporting(); err != nil {
+		return nil, fmt.Errorf("directory: the configuration: %w", err)
+	}
 	over, err := readOverlay(d.path)
 	if err != nil {
 		return nil, err

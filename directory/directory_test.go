@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/relais-health/relais/config"
@@ -381,5 +383,41 @@ func TestEntryJSONRoundTrip(t *testing.T) {
 		if got := len(fieldsOf(rt)); got != rt.NumField() {
 			t.Errorf("%s: %d fields named, %d fields", rt, got, rt.NumField())
 		}
+	}
+}
+
+// Readers and writers at once (run with -race).
+func TestConcurrent(t *testing.T) {
+	d := open(t, t.TempDir(), testConfig(), nil)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("p%d", i)
+			for n := range 20 {
+				p := config.Professional{RPPS: fmt.Sprintf("1000000%02d%02d", i, n), Family: "F", Organisation: "chu"}
+				if err := d.PutProfessional(id, p, "a"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				d.Snapshot()
+				d.ProfessionalByUser("p1")
+				d.SiteFor("CHU_CT1", "")
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(d.Snapshot().Professionals); n != 9 {
+		t.Errorf("%d professionals, want 9", n)
+	}
+	d2 := open(t, filepath.Dir(filepath.Dir(d.Path())), testConfig(), nil)
+	if p, _ := d2.Professional("p7"); p.RPPS != "10000000719" {
+		t.Errorf("p7 after reopening: %+v", p)
 	}
 }
