@@ -296,7 +296,23 @@ func (m *Manifest) check() error {
 			}
 		}
 	}
+	classes := map[string]string{}
+	for _, s := range m.Series {
+		for _, in := range s.Instances {
+			classes[in.SOPInstanceUID] = in.SOPClassUID
+		}
+	}
 	for sop, fr := range m.Frames {
+		if len(fr) == 0 {
+			continue
+		}
+		cls, ok := classes[sop]
+		if !ok {
+			return bad("frames of %s, which the manifest does not reference", sop)
+		}
+		if !MultiFrame(cls) {
+			return bad("frames of %s: SOP class %s is not multi-frame", sop, cls)
+		}
 		for _, f := range fr {
 			if f < 1 {
 				return bad("frame number %d of %s (frames count from 1)", f, sop)
@@ -436,6 +452,31 @@ func build(m Manifest) ([]byte, string, error) {
 		return nil, "", err
 	}
 	return b, m.SOPInstanceUID, nil
+}
+
+// multiFrame are the storage SOP classes (after 1.2.840.10008.5.1.4.1.1.)
+// whose instances may hold several frames: only their references may
+// name frames (Referenced Frame Number).
+var multiFrame = map[string]bool{
+	"2.1": true, "2.2": true, // Enhanced CT, Legacy Converted Enhanced CT
+	"3.1": true, "6.2": true, "6.3": true, // US Multi-frame, Enhanced US Volume, Photoacoustic
+	"4.1": true, "4.2": true, "4.3": true, "4.4": true, // Enhanced MR, MR Spectroscopy, Enhanced MR Color, Legacy Converted Enhanced MR
+	"7.1": true, "7.2": true, "7.3": true, "7.4": true, // Multi-frame Secondary Capture
+	"12.1": true, "12.1.1": true, "12.2": true, "12.2.1": true, // XA, Enhanced XA, XRF, Enhanced XRF
+	"13.1.1": true, "13.1.2": true, "13.1.3": true, "13.1.4": true, "13.1.5": true, // X-Ray 3D, Breast Tomosynthesis, Breast Projection
+	"14.1": true, "14.2": true, // IVOCT
+	"20": true, "30": true, // NM, Parametric Map
+	"66.4": true, "66.7": true, // Segmentation, Label Map Segmentation
+	"77.1.1.1": true, "77.1.2.1": true, "77.1.4.1": true, "77.1.5.4": true, "77.1.5.7": true, "77.1.5.8": true, "77.1.6": true, // video, OCT, whole slide
+	"128.1": true, "130": true, // Legacy Converted Enhanced PET, Enhanced PET
+	"481.1": true, "481.2": true, // RT Image, RT Dose
+}
+
+// MultiFrame reports whether instances of a SOP class may hold several
+// frames (a reference may then name frames).
+func MultiFrame(sopClass string) bool {
+	rest, ok := strings.CutPrefix(sopClass, "1.2.840.10008.5.1.4.1.1.")
+	return ok && multiFrame[rest]
 }
 
 // ValueType returns the content item value type TID 2010 uses to

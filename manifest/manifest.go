@@ -208,6 +208,15 @@ func (s *Service) KeyImages(ctx context.Context, study string, refs []KeyImage, 
 			return nil, fmt.Errorf("%w: instance %s is a document, not an image", ErrInvalid, r.SOPInstanceUID)
 		}
 		n := atoi(in.Attrs["00280008"]) // Number of Frames, when the index keeps it
+		if len(r.Frames) > 0 && !kos.MultiFrame(in.SOPClassUID) {
+			// Frame 1 of a single-frame image is the image.
+			for _, f := range r.Frames {
+				if f != 1 {
+					return nil, fmt.Errorf("%w: frame %d of instance %s, a single-frame image", ErrInvalid, f, r.SOPInstanceUID)
+				}
+			}
+			r.Frames = nil
+		}
 		for _, f := range r.Frames {
 			if f < 1 {
 				return nil, fmt.Errorf("%w: frame %d of instance %s (frames count from 1)", ErrInvalid, f, r.SOPInstanceUID)
@@ -288,12 +297,15 @@ func (s *Service) buildAndStore(ctx context.Context, m kos.Manifest, user string
 	}
 	res.Created = !st.Duplicate
 	res.File = file
-	if st.Duplicate && !st.Identical {
-		// Stored meanwhile by someone else (keep-first): answer with it.
-		if in, err := s.Index.GetInstance(ctx, m.SOPInstanceUID); err == nil {
-			if f, err := s.read(ctx, in); err == nil {
-				res.File = f
-			}
+	// Answer with the file as stored (ingest writes its own file meta), so
+	// that a later request for the same document gets the same bytes.
+	in := st.Instance
+	if in == nil || in.BlobKey == "" {
+		in, _ = s.Index.GetInstance(ctx, m.SOPInstanceUID)
+	}
+	if in != nil {
+		if f, err := s.read(ctx, in); err == nil {
+			res.File = f
 		}
 	}
 	return res, nil
