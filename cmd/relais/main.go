@@ -35,6 +35,7 @@ func main() {
 	root.AddCommand(routeCmd())
 	root.AddCommand(directoryCmd())
 	root.AddCommand(kosCmd())
+	root.AddCommand(reportCmd())
 	err := root.ExecuteContext(ctx)
 	var ee exitError
 	switch {
