@@ -46,6 +46,10 @@ type Content struct {
 	Findings            string    `json:"findings,omitempty"`
 	Conclusion          string    `json:"conclusion,omitempty"`
 	RadiationExposure   *Exposure `json:"radiation_exposure,omitempty"`
+	// PatientBirthPlace is the INSEE code of the patient's birth place:
+	// the INS trait images do not carry, taken from the request. Without
+	// it the document cannot identify the patient by the INS.
+	PatientBirthPlace string `json:"patient_birth_place,omitempty"`
 }
 
 // Patch is a partial Content: nil fields are left as they are.
@@ -57,6 +61,7 @@ type Patch struct {
 	Findings            *string   `json:"findings,omitempty"`
 	Conclusion          *string   `json:"conclusion,omitempty"`
 	RadiationExposure   *Exposure `json:"radiation_exposure,omitempty"`
+	PatientBirthPlace   *string   `json:"patient_birth_place,omitempty"`
 }
 
 // Apply returns c with p's fields set.
@@ -72,6 +77,7 @@ func (p Patch) Apply(c Content) Content {
 	set(&c.Comparison, p.Comparison)
 	set(&c.Findings, p.Findings)
 	set(&c.Conclusion, p.Conclusion)
+	set(&c.PatientBirthPlace, p.PatientBirthPlace)
 	if p.RadiationExposure != nil {
 		if *p.RadiationExposure == (Exposure{}) {
 			c.RadiationExposure = nil
@@ -95,6 +101,9 @@ func (c Content) check() error {
 		if strings.ContainsRune(v, 0) {
 			return &InputError{Field: name, Reason: "contains a NUL character"}
 		}
+	}
+	if b := c.PatientBirthPlace; b != "" && (len(b) != 5 || strings.Trim(b, "0123456789AB") != "") {
+		return &InputError{Field: "patient_birth_place", Reason: "an INSEE code is 5 characters (digits, 2A/2B for Corsica)"}
 	}
 	if x := c.RadiationExposure; x != nil && (x.DLP < 0 || x.DLP > 1e6) {
 		return &InputError{Field: "radiation_exposure.dlp_mgy_cm", Reason: "outside 0..1e6"}

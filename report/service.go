@@ -586,6 +586,9 @@ func (s *Service) document(ctx context.Context, r *Report, prof config.Professio
 			notices = append(notices, "identity not qualified: "+err.Error())
 		}
 	}
+	if c.PatientBirthPlace != "" {
+		id.BirthPlace = c.PatientBirthPlace
+	}
 	patient, reason := id.CDAPatient()
 	if reason != "" {
 		notices = append(notices, "patient identified by the local id only, not the INS: "+reason)
