@@ -5,10 +5,10 @@ import (
 	"github.com/relais-health/relais/report"
 )
 
-// The PDF rendering and level 1 documents (set when package cda has them).
+// The PDF rendering and the level 1 document (PDF body) of reports.
 var (
-	renderReportPDF func(*cda.Report) ([]byte, error)
-	level1Report    func(*cda.Report, []byte) ([]byte, error)
+	renderReportPDF = cda.PDF
+	level1Report    = cda.Level1
 )
 
 func (n *Node) reportDirectory() report.Directory {

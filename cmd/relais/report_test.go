@@ -49,7 +49,7 @@ professionals:
   dr-martin: {user: cmartin, rpps: "%s", prefix: "Dr", given: "Claire", family: "MARTIN", organisation: teleradio}
 sites:
   ch-nord: {organisation: ch-nord, calling_aes: [CT_NORD], report_destinations: [nord-pacs], ins_status: QUAL}
-  ch-sud: {organisation: ch-sud, calling_aes: [CT_SUD], report_destinations: [sud-pacs]}
+  ch-sud: {organisation: ch-sud, calling_aes: [CT_SUD], report_destinations: [sud-pacs], report_format: both}
 reports:
   custodian: teleradio
   document_oid: "1.2.250.1.999.9"
@@ -359,7 +359,79 @@ func TestReportWorkflowPublishesCDA(t *testing.T) {
 	}
 	sudDir := t.TempDir()
 	startTool(t, sudPort, "storescp", "--fork", "-aet", "SUDPACS", "-od", sudDir, fmt.Sprint(sudPort))
-	awaitSOP(t, sudDir, sb.Versions[0].Documents[0].SOPInstanceUID, 30*time.Second)
+	if len(sb.Versions[0].Documents) != 2 {
+		t.Fatalf("a level1+level3 site's report has %d documents", len(sb.Versions[0].Documents))
+	}
+	for _, d := range sb.Versions[0].Documents {
+		awaitSOP(t, sudDir, d.SOPInstanceUID, 30*time.Second)
+	}
+
+	// The level 1 document: same header, the PDF as body.
+	l1 := filepath.Join(dir, "b-level1.xml")
+	if _, errs, code := reportCLI(t, s, radiologist, "get", rb.ID, "--format", "level1", "-o", l1); code != 0 {
+		t.Fatalf("report get level1: %s", errs)
+	}
+	validateCDA(t, l1)
+	for expr, want := range map[string]string{
+		"string(/h:ClinicalDocument/h:component/h:nonXMLBody/h:text/@mediaType)":      "application/pdf",
+		"string(/h:ClinicalDocument/h:component/h:nonXMLBody/h:text/@representation)": "B64",
+		"count(/h:ClinicalDocument/h:component/h:structuredBody)":                     "0",
+		"string(/h:ClinicalDocument/h:setId/@root)":                                   sb.Versions[0].SetID,
+	} {
+		if got := xpath(t, l1, expr); got != want {
+			t.Errorf("level 1: %s = %q, want %q", expr, got, want)
+		}
+	}
+
+	// GET /reports/{id}: the PDF by content negotiation, readable text.
+	pdf := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/reports/%s", s.httpPort, r.ID), radiologist, "application/pdf", http.StatusOK)
+	if !bytes.HasPrefix(pdf, []byte("%PDF-")) {
+		t.Fatalf("GET /reports/{id} Accept: application/pdf gave %.20q", pdf)
+	}
+	pdfFile := filepath.Join(dir, "a.pdf")
+	os.WriteFile(pdfFile, pdf, 0o600)
+	needTool(t, "pdftotext")
+	text, err := exec.Command("pdftotext", "-enc", "UTF-8", pdfFile, "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pdftotext: %v\n%s", err, text)
+	}
+	flat := strings.Join(strings.Fields(string(text)), " ")
+	for _, want := range []string{"AVC ischémique sylvien droit ; pas de saignement.", reportINS, reportRPPS, "Signé électroniquement", "MARTIN"} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("the report's PDF lacks %q:\n%s", want, flat)
+		}
+	}
+	xmlDoc := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/reports/%s?version=1", s.httpPort, r.ID), requester, "application/hl7-cda+xml", http.StatusOK)
+	if want, _ := os.ReadFile(cda1); !bytes.Equal(xmlDoc, want) {
+		t.Errorf("GET /reports/{id}?version=1 is not version 1's CDA")
+	}
+	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/reports/%s", s.httpPort, r.ID), radiologist, "image/png", http.StatusNotAcceptable)
+	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/reports/%s", s.httpPort, r.ID), "", "application/pdf", http.StatusUnauthorized)
+	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/reports/%s?version=7", s.httpPort, r.ID), radiologist, "", http.StatusNotFound)
+	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/reports/..%%2fetc", s.httpPort), radiologist, "", http.StatusNotFound)
+}
+
+// httpGet GETs url with a token and Accept, checks the status and returns
+// the body.
+func httpGet(t *testing.T, url, token, accept string, status int) []byte {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		t.Fatalf("GET %s (Accept %q): %s, want %d\n%s", url, accept, resp.Status, status, b)
+	}
+	return b
 }
 
 // countQIDO counts the study's instances of a SOP class through QIDO-RS.
