@@ -150,6 +150,7 @@ func PDF(r *Report) ([]byte, error) {
 	}
 
 	d.Space(8)
+	d.Reserve(70) // keep the rule and the signature block together
 	d.Rule()
 	la := &r.LegalAuthenticator
 	d.Text(pdf.HelveticaBold, pdf.BodySize,

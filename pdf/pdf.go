@@ -156,6 +156,15 @@ func (d *Document) page() *bytes.Buffer {
 	return d.pages[len(d.pages)-1]
 }
 
+// Reserve starts a new page unless h points of height remain on the current
+// one, so that the next h points of content stay on one page (a signature
+// block, say). A height larger than a page does not break the page.
+func (d *Document) Reserve(h float64) {
+	if h <= PageHeight-Margin-BottomMargin {
+		d.need(h)
+	}
+}
+
 // Space adds h points of vertical space; at the top of a page it does nothing.
 func (d *Document) Space(h float64) {
 	if len(d.pages) == 0 || d.y >= PageHeight-Margin {

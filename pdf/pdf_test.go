@@ -213,12 +213,21 @@ func TestPages(t *testing.T) {
 		{"empty", 0, "", 1},
 		{"one page", 3, "PAT-TROIS Dominique", 1},
 		{"several pages", 60, "PAT-TROIS Dominique, née le 28/03/1979", 0},
+		{"reserve", -1, "", 2},
 		{"long footer", 30, strings.Repeat("Très long pied de page ", 30), 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := New(Info{Title: "Essai", Created: created})
 			d.Footer = tt.footer
+			if tt.paras < 0 {
+				// Reserve moves what follows to the next page only when it does not fit.
+				d.Paragraph("un")
+				d.Reserve(PageHeight)                              // larger than a page: ignored
+				d.Reserve(PageHeight - Margin - BottomMargin - 10) // more than is left after "un"
+				d.Paragraph("deux")
+				tt.paras = 0
+			}
 			for i := 0; i < tt.paras; i++ {
 				d.Heading(fmt.Sprintf("Section %d", i+1))
 				d.Paragraph(long)
@@ -363,6 +372,7 @@ func FuzzText(f *testing.F) {
 		d.Paragraph(s)
 		d.Field(s, s)
 		d.Rule()
+		d.Reserve(float64(len(s)))
 		d.Note(s)
 		d.Text(HelveticaBold, 0, s)
 		b := d.Bytes()
