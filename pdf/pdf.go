@@ -273,6 +273,9 @@ func (d *Document) show(f Font, size, x, y float64, text []byte) {
 }
 
 func showAt(b *bytes.Buffer, f Font, size, x, y float64, text []byte) {
+	if len(text) == 0 {
+		return
+	}
 	fmt.Fprintf(b, "BT %s %s Tf %s %s Td ", f.resource(), num(size), num(x), num(y))
 	writeString(b, text)
 	b.WriteString(" Tj ET\n")
@@ -372,27 +375,32 @@ func date(t time.Time) string {
 	return fmt.Sprintf("D:%s%c%02d'%02d'", t.Format("20060102150405"), sign, off/3600, off/60%60)
 }
 
-// footer draws the footer of page i (0-based) of n on b.
-func (d *Document) footer(b *bytes.Buffer, i, n int) {
+// footerText is Footer encoded, on one line, cut with an ellipsis to leave
+// room for "page N / N" with n pages.
+func (d *Document) footerText(n int) []byte {
+	left := Encode(strings.Join(strings.Fields(d.Footer), " "))
+	pn := Encode(fmt.Sprintf("page %d / %d", n, n))
+	avail := TextWidth - 12 // points, between the footer text and the page number
+	limit := int(avail*1000/footerSize) - Helvetica.units(pn)
+	if Helvetica.units(left) > limit {
+		ell := []byte{0x85} // …
+		u, k := Helvetica.units(ell), 0
+		for k < len(left) && u+Helvetica.units(left[k:k+1]) <= limit {
+			u += Helvetica.units(left[k : k+1])
+			k++
+		}
+		left = append(left[:k:k], ell...)
+	}
+	return left
+}
+
+// footer draws the footer of page i (0-based) of n on b, with left at the left.
+func footer(b *bytes.Buffer, left []byte, i, n int) {
 	fmt.Fprintf(b, "0.3 w %s %s m %s %s l S\n", num(Margin), num(footerBaseline+11), num(PageWidth-Margin), num(footerBaseline+11))
 	pn := Encode(fmt.Sprintf("page %d / %d", i+1, n))
 	pw := float64(Helvetica.units(pn)) * footerSize / 1000
 	showAt(b, Helvetica, footerSize, PageWidth-Margin-pw, footerBaseline, pn)
-	if d.Footer != "" {
-		avail := TextWidth - pw - 12
-		left := Encode(strings.Join(strings.Fields(d.Footer), " "))
-		limit := int(avail * 1000 / footerSize)
-		if Helvetica.units(left) > limit {
-			ell := []byte{0x85} // …
-			u, k := Helvetica.units(ell), 0
-			for k < len(left) && u+Helvetica.units(left[k:k+1]) <= limit {
-				u += Helvetica.units(left[k : k+1])
-				k++
-			}
-			left = append(left[:k:k], ell...)
-		}
-		showAt(b, Helvetica, footerSize, Margin, footerBaseline, left)
-	}
+	showAt(b, Helvetica, footerSize, Margin, footerBaseline, left)
 }
 
 // Fixed object numbers; page i (0-based) is object firstPage+2i and its
@@ -453,11 +461,12 @@ func (d *Document) Bytes() []byte {
 	}
 	obj(objInfo, "<< "+strings.Join(info, " ")+" >>")
 
+	left := d.footerText(n)
 	resources := fmt.Sprintf("<< /Font << /F1 %d 0 R /F2 %d 0 R /F3 %d 0 R >> >>", objFontRegular, objFontBold, objFontOblique)
 	for i, p := range pages {
 		var content bytes.Buffer
 		content.Write(p.Bytes())
-		d.footer(&content, i, n)
+		footer(&content, left, i, n)
 		pg, cs := firstPage+2*i, firstPage+2*i+1
 		obj(pg, fmt.Sprintf("<< /Type /Page /Parent %d 0 R /MediaBox [0 0 %s %s] /Resources %s /Contents %d 0 R >>",
 			objPages, num(PageWidth), num(PageHeight), resources, cs))
