@@ -65,8 +65,13 @@ type Service struct {
 	Retrieve kos.Retrieve
 	// Institution, if set, is the Institution Name of the documents.
 	Institution string
-	Journal     *journal.Journal
-	Logger      *slog.Logger
+	// Complete, if set, completes a document from what the node knows
+	// beyond the images (the requesting site's issuers of patient ids and
+	// accession numbers) before it is built. It sees the instances the
+	// document references.
+	Complete func(m *kos.Manifest, instances []*storage.Instance)
+	Journal  *journal.Journal
+	Logger   *slog.Logger
 	// Clock dates the documents (default time.Now).
 	Clock func() time.Time
 
@@ -159,6 +164,9 @@ func (s *Service) StudyManifest(ctx context.Context, study, user string) (*Resul
 	sort.Strings(sops)
 	key := "manifest\x00" + study + "\x00" + strings.Join(sops, "\x00")
 	m := kos.FromInstances(imgs, s.Retrieve)
+	if s.Complete != nil {
+		s.Complete(&m, imgs)
+	}
 	m.Title = kos.TitleManifest
 	m.SOPInstanceUID = hashUID("sop\x00" + key)
 	m.SeriesInstanceUID = hashUID("series\x00" + key)
@@ -244,6 +252,9 @@ func (s *Service) KeyImages(ctx context.Context, study string, refs []KeyImage, 
 	sort.Strings(keyParts)
 	key := "keyimages\x00" + study + "\x00" + user + "\x00" + description + "\x00" + strings.Join(keyParts, "\x00")
 	m := kos.FromInstances(flagged, s.Retrieve)
+	if s.Complete != nil {
+		s.Complete(&m, flagged)
+	}
 	m.Title = kos.TitleOfInterest
 	m.Description = description
 	m.Frames = frames

@@ -6,11 +6,13 @@ import (
 	"net"
 	"strings"
 
+	"github.com/relais-health/relais/config"
 	"github.com/relais-health/relais/dicomweb"
 	"github.com/relais-health/relais/kos"
 	"github.com/relais-health/relais/manifest"
 	"github.com/relais-health/relais/routing"
 	"github.com/relais-health/relais/routing/queue"
+	"github.com/relais-health/relais/storage"
 )
 
 // openManifests sets up KOS manifests and key-image notes: the service
@@ -35,7 +37,33 @@ func (n *Node) manifestService() *manifest.Service {
 	return &manifest.Service{
 		Index: n.Index, Blobs: n.Blobs, Store: n.StoreGenerated,
 		Retrieve: kos.Retrieve{AETitle: cfg.AETitle, LocationUID: RetrieveLocationUID(cfg.AETitle), WADOBase: n.wadoBase()},
-		Journal:  n.Journal, Logger: n.Logger,
+		Journal:  n.Journal, Logger: n.Logger, Complete: n.completeManifest,
+	}
+}
+
+// completeManifest adds the requesting site's issuers (sites, from the
+// calling AE or STOW-RS user that sent the images, and its organisation's
+// OIDs) where the images do not carry them: the Issuer of Patient ID
+// Qualifiers of the local patient id and the Issuer of Accession Number.
+// Nothing else is changed (an INS is only ever what the images say).
+func (n *Node) completeManifest(m *kos.Manifest, insts []*storage.Instance) {
+	cfg := n.Config
+	var org config.Organisation
+	found := false
+	for _, in := range insts {
+		if _, site, ok := cfg.SiteFor(in.Source.CallingAE, in.Source.User); ok {
+			org, found = cfg.Organisations[site.Organisation]
+			break
+		}
+	}
+	if !found {
+		return
+	}
+	if m.Patient.ID != "" && m.Patient.Qualifiers.UniversalEntityID == "" && config.ValidOID(org.PatientIDOID) {
+		m.Patient.Qualifiers = kos.Issuer{UniversalEntityID: org.PatientIDOID, UniversalEntityIDType: "ISO"}
+	}
+	if m.Study.AccessionNumber != "" && m.Study.AccessionIssuer == (kos.Issuer{}) && config.ValidOID(org.AccessionOID) {
+		m.Study.AccessionIssuer = kos.Issuer{UniversalEntityID: org.AccessionOID, UniversalEntityIDType: "ISO"}
 	}
 }
 

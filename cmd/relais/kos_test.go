@@ -434,6 +434,10 @@ func TestKOSRouteStable(t *testing.T) {
 	s := startServer(t, data, fmt.Sprintf(`
 destinations:
   site-a: {dicom: {ae: SITEA, host: 127.0.0.1, port: %d}}
+organisations:
+  ch-a: {finess: "750000001", name: "CH A", patient_id_oid: "1.2.250.1.999.1.1", accession_oid: "1.2.250.1.999.1.2"}
+sites:
+  site-a: {organisation: ch-a, calling_aes: [CT_URG]}
 routes:
   - name: back-to-site
     stable_after: 1s
@@ -476,7 +480,14 @@ routes:
 	if err != nil {
 		t.Fatalf("dcmdump: %v\n%s", err, dump)
 	}
-	for _, w := range []string{"(0008,0016) UI =KeyObjectSelectionDocumentStorage", "(0008,0100) SH [113030]", "(0008,0104) LO [Manifest]", "(0008,0060) CS [KO]", study} {
+	// The site's issuers complete what the images lack: the accession
+	// number's (in the Referenced Request Sequence too) and the local
+	// patient id's.
+	if n := strings.Count(dump, "(0040,0032) UT [1.2.250.1.999.1.2]"); n != 2 {
+		t.Errorf("dcmdump: the accession issuer appears %d times, want 2 (study, request)", n)
+	}
+	for _, w := range []string{"(0008,0016) UI =KeyObjectSelectionDocumentStorage", "(0008,0100) SH [113030]", "(0008,0104) LO [Manifest]", "(0008,0060) CS [KO]", study,
+		"(0040,a370) SQ", "(0008,0050) SH [ACC42]", "(0040,0032) UT [1.2.250.1.999.1.1]", "(0010,1002) SQ", "(0010,0020) LO [248127512345678]"} {
 		if !strings.Contains(dump, w) {
 			t.Errorf("dcmdump of the received manifest lacks %q:\n%s", w, dump)
 		}
