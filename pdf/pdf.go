@@ -303,7 +303,7 @@ func wrap(f Font, text []byte, size, width float64) [][]byte {
 	var lines [][]byte
 	var line []byte
 	lineUnits := 0
-	for _, word := range bytes.Fields(text) { // 0xA0 is not a space to bytes.Fields: no-break
+	for _, word := range words(text) {
 		wu := f.units(word)
 		if len(line) > 0 && lineUnits+space+wu <= limit {
 			line = append(append(line, ' '), word...)
@@ -331,6 +331,18 @@ func wrap(f Font, text []byte, size, width float64) [][]byte {
 		lines = append(lines, line)
 	}
 	return lines
+}
+
+// words splits WinAnsi-encoded text at runs of spaces (0x20 only: 0xA0 is
+// the no-break space, and the text is not UTF-8, so bytes.Fields would not do).
+func words(text []byte) [][]byte {
+	var ws [][]byte
+	for _, w := range bytes.Split(text, []byte{' '}) {
+		if len(w) > 0 {
+			ws = append(ws, w)
+		}
+	}
+	return ws
 }
 
 // writeString writes b as a PDF literal string, escaping the delimiters and

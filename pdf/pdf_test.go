@@ -131,6 +131,9 @@ func TestWrap(t *testing.T) {
 		{"one unit short", Helvetica, "un deux trois", Helvetica.Width("un deux", 10) - 0.01, []string{"un", "deux", "trois"}},
 		{"spaces collapse", Helvetica, "  a   b  ", 200, []string{"a b"}},
 		{"blank", Helvetica, "   ", 200, nil},
+		// Â then a no-break space is C2 A0 in WinAnsi, which is U+00A0 in UTF-8: not a break.
+		{"no-break space", Helvetica, "Â\u00a0Â\u0085 b", 200, []string{string(Encode("Â\u00a0Â b"))}},
+		{"no-break keeps together", Helvetica, "un deux\u00a0trois", Helvetica.Width("deux\u00a0trois", 10), []string{"un", "deux\xa0trois"}},
 		{"long word cut", HelveticaBold, strings.Repeat("m", 30), HelveticaBold.Width("mmmmmmmmmm", 10), []string{"mmmmmmmmmm", "mmmmmmmmmm", "mmmmmmmmmm"}},
 		{"narrower than a glyph", Helvetica, "WW", 1, []string{"W", "W"}},
 		{"french", Helvetica, strings.Repeat("Opacité en « verre dépoli » du lobe supérieur — à contrôler. ", 20), 300, nil},
@@ -153,7 +156,7 @@ func TestWrap(t *testing.T) {
 			}
 			// No text is lost: the words come back in order.
 			if j := strings.Join(got, " "); tt.name != "long word cut" && tt.name != "narrower than a glyph" &&
-				j != string(bytes.Join(bytes.Fields(Encode(tt.text)), []byte(" "))) {
+				j != string(bytes.Join(words(Encode(tt.text)), []byte(" "))) {
 				t.Errorf("words changed: %q", j)
 			}
 		})
