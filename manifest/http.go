@@ -31,6 +31,7 @@ type KeyImagesRequest struct {
 // Handler serves the manifest API:
 //
 //	POST /api/studies/{study}/manifest    (build-manifests) build or find the study's manifest
+//	GET  /api/studies/{study}/manifest    (read-reports) the manifest of the study's current state, if built
 //	POST /api/studies/{study}/key-images  (write-reports) flag key images
 //
 // Both answer 201 with a new document, 200 with one already stored, as
@@ -45,9 +46,21 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 			writeError(w, http.StatusNotFound, "no such API: "+r.URL.Path)
 			return
 		}
+		if verb == "manifest" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			if _, ok := authorize(w, r, auth.ReadReports); !ok {
+				return
+			}
+			res, err := s.CurrentManifest(r.Context(), study)
+			s.answer(w, r, res, err)
+			return
+		}
 		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", http.MethodPost)
-			writeError(w, http.StatusMethodNotAllowed, r.Method+" not allowed: POST")
+			allow := http.MethodPost
+			if verb == "manifest" {
+				allow = "GET, HEAD, POST"
+			}
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, r.Method+" not allowed: "+allow)
 			return
 		}
 		switch verb {
@@ -101,7 +114,7 @@ func (s *Service) answer(w http.ResponseWriter, r *http.Request, res *Result, er
 		return
 	}
 	status := http.StatusOK
-	if res.Created {
+	if res.Created && r.Method == http.MethodPost {
 		status = http.StatusCreated
 	}
 	if res.RetrieveURL != "" {

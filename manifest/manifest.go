@@ -157,12 +157,7 @@ func (s *Service) StudyManifest(ctx context.Context, study, user string) (*Resul
 	if len(imgs) == 0 {
 		return nil, fmt.Errorf("%w: study %s holds no instance to reference (only documents)", ErrInvalid, study)
 	}
-	sops := make([]string, 0, len(imgs))
-	for _, in := range imgs {
-		sops = append(sops, in.SOPInstanceUID)
-	}
-	sort.Strings(sops)
-	key := "manifest\x00" + study + "\x00" + strings.Join(sops, "\x00")
+	key := manifestKey(study, imgs)
 	m := kos.FromInstances(imgs, s.Retrieve)
 	if s.Complete != nil {
 		s.Complete(&m, imgs)
@@ -172,7 +167,7 @@ func (s *Service) StudyManifest(ctx context.Context, study, user string) (*Resul
 	m.SeriesInstanceUID = hashUID("series\x00" + key)
 	m.SeriesNumber = ManifestSeriesNumber
 	m.InstanceNumber = 1
-	res, err := s.buildAndStore(ctx, m, user, len(sops))
+	res, err := s.buildAndStore(ctx, m, user, len(imgs))
 	if err != nil {
 		return nil, err
 	}
@@ -180,6 +175,45 @@ func (s *Service) StudyManifest(ctx context.Context, study, user string) (*Resul
 		SOPInstanceUID: res.SOPInstanceUID, Reason: fmt.Sprintf("XDS-I.b manifest of %d instance(s), %s", res.Instances, createdWord(res.Created))})
 	s.log().Info("manifest built", "study", study, "sop", res.SOPInstanceUID, "instances", res.Instances, "created", res.Created, "user", user)
 	return res, nil
+}
+
+// manifestKey identifies a study's manifest: the study and the set of
+// instances it references.
+func manifestKey(study string, imgs []*storage.Instance) string {
+	sops := make([]string, 0, len(imgs))
+	for _, in := range imgs {
+		sops = append(sops, in.SOPInstanceUID)
+	}
+	sort.Strings(sops)
+	return "manifest\x00" + study + "\x00" + strings.Join(sops, "\x00")
+}
+
+// CurrentManifest returns the study's manifest for its current instances
+// if it was built (ErrNotFound otherwise: unknown study, or no manifest
+// of its current state); it builds nothing.
+func (s *Service) CurrentManifest(ctx context.Context, study string) (*Result, error) {
+	all, err := s.studyInstances(ctx, study)
+	if err != nil {
+		return nil, err
+	}
+	imgs := images(all)
+	if len(imgs) == 0 {
+		return nil, fmt.Errorf("%w: study %s holds no image", ErrNotFound, study)
+	}
+	sop := hashUID("sop\x00" + manifestKey(study, imgs))
+	in, err := s.Index.GetInstance(ctx, sop)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no manifest of the current state of study %s (POST to build it)", ErrNotFound, study)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("manifest: index: %w", err)
+	}
+	file, err := s.read(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{StudyInstanceUID: study, SeriesInstanceUID: in.SeriesInstanceUID, SOPInstanceUID: sop, SOPClassUID: kos.SOPClassUID,
+		Title: kos.TitleManifest.Value, Instances: len(imgs), RetrieveURL: s.instanceURL(study, in.SeriesInstanceUID, sop), File: file}, nil
 }
 
 // KeyImages builds a key-image note (title 113000 "Of Interest") that

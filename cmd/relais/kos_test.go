@@ -246,6 +246,17 @@ func TestKOSManifestAndKeyImages(t *testing.T) {
 		t.Errorf("relais kos --config: %v %s", err, jout)
 	}
 
+	// A requester reads it (GET, read-reports), as JSON and as DICOM.
+	code, b, _ = kosHTTP(t, "GET", server+"/api/studies/"+study+"/manifest", requester, "", "")
+	var read kosAnswer
+	if code != 200 || json.Unmarshal(b, &read) != nil || read.SOP != m.SOP || read.RetrieveURL != m.RetrieveURL {
+		t.Errorf("GET manifest as a requester: %d %s", code, b)
+	}
+	if code, b, _ = kosHTTP(t, "GET", server+"/api/studies/"+study+"/manifest", requester, "application/dicom", ""); code != 200 {
+		t.Errorf("GET manifest as DICOM: %d", code)
+	} else if saved, _ := os.ReadFile(mfile); !bytes.Equal(saved, b) {
+		t.Error("GET manifest as DICOM differs from what relais kos -o saved")
+	}
 	// dciodvfy: no error; dsrdump: the manifest tree.
 	kosCheck(t, mfile)
 	dump := kosDump(t, mfile)
