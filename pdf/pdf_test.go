@@ -387,3 +387,36 @@ func FuzzText(f *testing.F) {
 		}
 	})
 }
+
+// FuzzWrap checks the line breaker on arbitrary text and widths: no line is
+// wider than asked unless it is a single character, and no character is lost
+// or reordered (the lines hold the words' bytes in order).
+func FuzzWrap(f *testing.F) {
+	f.Add("Opacité en « verre dépoli » du lobe supérieur", 100.0, uint8(0))
+	f.Add(strings.Repeat("m", 80), 30.0, uint8(1))
+	f.Add("a\u00a0b  c\td", 0.5, uint8(2))
+	f.Fuzz(func(t *testing.T, s string, width float64, font uint8) {
+		if width != width || width < 0.01 || width > 10000 {
+			return
+		}
+		ft := Font(font % 3)
+		text := Encode(s)
+		lines := wrap(ft, text, BodySize, width)
+		var got, want []byte
+		for _, l := range lines {
+			if len(l) == 0 {
+				t.Fatalf("empty line in %q", lines)
+			}
+			if w := float64(ft.units(l)) * BodySize / 1000; w > width && len(l) > 1 {
+				t.Fatalf("line %q is %v pt, wider than %v", l, w, width)
+			}
+			got = append(got, bytes.ReplaceAll(l, []byte(" "), nil)...)
+		}
+		for _, w := range words(text) {
+			want = append(want, w...)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("lines %q lose or reorder text %q", lines, text)
+		}
+	})
+}
