@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -211,4 +212,27 @@ func TestLevel1Errors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func ExampleLevel1() {
+	r := sample()
+	pdf, err := PDF(r) // the human rendering, in French
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	doc, err := Level1(r, pdf) // the same header as Level3, the PDF as body
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(bytes.Contains(doc, []byte(`<templateId root="`+TemplateXDSSD+`"/>`)))
+	fmt.Println(bytes.Contains(doc, []byte(`<text mediaType="application/pdf" representation="B64">JVBERi0x`)))
+
+	_, err = Level1(r, []byte("<html/>"))
+	fmt.Println(err)
+	// Output:
+	// true
+	// true
+	// cda: level 1 body is not a PDF file
 }
