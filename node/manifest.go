@@ -24,8 +24,8 @@ func (n *Node) openManifests() error {
 	n.mountAPI(manifest.PathPrefix, svc.Handler(n.Authorize))
 	if n.routing != nil {
 		r := n.routing
-		n.routing.Engine.SetManifestBuilder(func(ctx context.Context, route, prio, study string, forward, failover []string) error {
-			return routeManifest(ctx, svc, r, route, prio, study, forward, failover)
+		n.routing.Engine.SetManifestBuilder(func(ctx context.Context, rq routing.ManifestRequest) error {
+			return routeManifest(ctx, svc, r, rq)
 		})
 	}
 	return nil
@@ -109,20 +109,21 @@ func (n *Node) wadoBase() string {
 // the study's manifest, then queue it to the route's destinations (task
 // IDs derived from the route, destinations and manifest: put-if-absent, so
 // a retry queues nothing twice) and wake their workers.
-func routeManifest(ctx context.Context, svc *manifest.Service, r *nodeRouting, route, prio, study string, forward, failover []string) error {
+func routeManifest(ctx context.Context, svc *manifest.Service, r *nodeRouting, rq routing.ManifestRequest) error {
+	route, study, forward := rq.Route, rq.Study, rq.Forward
 	res, err := svc.StudyManifest(ctx, study, "route:"+route)
 	if err != nil {
 		return err
 	}
-	p, err := queue.ParsePriority(prio)
+	p, err := queue.ParsePriority(rq.Priority)
 	if err != nil {
 		p = queue.Routine
 	}
 	var tasks []queue.Task
 	for _, f := range forward {
-		dests := append([]string{f}, failover...)
+		dests := append([]string{f}, rq.Failover...)
 		tasks = append(tasks, queue.Task{ID: routing.TaskID(route, dests, res.SOPInstanceUID, "kos"), Route: route, Priority: p,
-			Destinations: dests, StudyUID: study, SeriesUID: res.SeriesInstanceUID, SOPInstanceUID: res.SOPInstanceUID})
+			Destinations: dests, StudyUID: study, SeriesUID: res.SeriesInstanceUID, SOPInstanceUID: res.SOPInstanceUID, Coerce: rq.Coerce})
 	}
 	if len(tasks) == 0 {
 		return nil

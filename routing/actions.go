@@ -104,19 +104,34 @@ func (e *Engine) studyActions(route, prio string, rc config.Route, study, patien
 			e.log.Warn("routing: route has kos but no manifest builder is configured", "route", route)
 			return
 		}
-		forward, failover := append([]string(nil), rc.Forward...), append([]string(nil), rc.Failover...)
+		rq := ManifestRequest{Route: route, Priority: prio, Study: study,
+			Forward: append([]string(nil), rc.Forward...), Failover: append([]string(nil), rc.Failover...)}
+		if r := e.ruleByName(route); r != nil {
+			rq.Coerce = r.coerce
+		}
 		e.bg.Add(1)
 		go func() {
 			defer e.bg.Done()
-			e.manifest(build, route, prio, study, forward, failover)
+			e.manifest(build, rq)
 		}()
 	}
 }
 
+// ManifestRequest is what a route with kos: true asks of the manifest
+// builder when it fires: the route, its priority, the study, where the
+// study went (each forward destination with the failovers behind it) and
+// the route's coercion (a coerce.Spec, for the tasks' Coerce: the manifest
+// must name the patient as the forwarded images do).
+type ManifestRequest struct {
+	Route, Priority, Study string
+	Forward, Failover      []string
+	Coerce                 json.RawMessage
+}
+
 // ManifestBuilder builds the study's KOS manifest, stores it and queues it
-// to the forward destinations (each with the failovers behind it) with the
-// route's priority. It must be idempotent (it is retried).
-type ManifestBuilder func(ctx context.Context, route, prio, study string, forward, failover []string) error
+// to the request's destinations with its priority and coercion. It must be
+// idempotent (it is retried).
+type ManifestBuilder func(ctx context.Context, rq ManifestRequest) error
 
 // SetManifestBuilder sets Deps.Manifest. Call it before Run.
 func (e *Engine) SetManifestBuilder(b ManifestBuilder) { e.deps.Manifest = b }
@@ -126,7 +141,8 @@ var manifestAttempts = 4
 
 // manifest runs the route's manifest builder, retrying a few times, and
 // journals a failure.
-func (e *Engine) manifest(build ManifestBuilder, route, prio, study string, forward, failover []string) {
+func (e *Engine) manifest(build ManifestBuilder, rq ManifestRequest) {
+	route, study := rq.Route, rq.Study
 	var lastErr error
 	for attempt := 0; attempt < manifestAttempts; attempt++ {
 		if attempt > 0 {
@@ -140,7 +156,7 @@ func (e *Engine) manifest(build ManifestBuilder, route, prio, study string, forw
 			}
 		}
 		ctx, cancel := context.WithTimeout(e.bgCtx, 5*time.Minute)
-		err := build(ctx, route, prio, study, forward, failover)
+		err := build(ctx, rq)
 		cancel()
 		if err == nil {
 			return

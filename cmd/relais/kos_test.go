@@ -454,6 +454,7 @@ routes:
     stable_after: 1s
     kos: true
     forward: [site-a]
+    coerce: {prefix: {PatientID: "SITEA-"}}
 `, scp.port))
 	study, files, series := kosStudy(t, "IPP50", 2, 2)
 	rtStorescu(t, s, files)
@@ -486,6 +487,10 @@ routes:
 		if len(fs) != 1 {
 			t.Errorf("%s received %d times", sop, len(fs))
 		}
+		// The route's coercion applies to the images and to the manifest.
+		if d, err := dcmtk(t, "dcmdump", "+P", "PatientID", fs[0]); err != nil || !strings.Contains(d, "[SITEA-IPP50]") {
+			t.Errorf("image %s received with %s", sop, d)
+		}
 	}
 	dump, err := dcmtk(t, "dcmdump", kosFile)
 	if err != nil {
@@ -498,7 +503,7 @@ routes:
 		t.Errorf("dcmdump: the accession issuer appears %d times, want 2 (study, request)", n)
 	}
 	for _, w := range []string{"(0008,0016) UI =KeyObjectSelectionDocumentStorage", "(0008,0100) SH [113030]", "(0008,0104) LO [Manifest]", "(0008,0060) CS [KO]", study,
-		"(0040,a370) SQ", "(0008,0050) SH [ACC42]", "(0040,0032) UT [1.2.250.1.999.1.1]", "(0010,1002) SQ", "(0010,0020) LO [248127512345678]"} {
+		"(0040,a370) SQ", "(0008,0050) SH [ACC42]", "(0010,0020) LO [SITEA-IPP50]", "(0040,0032) UT [1.2.250.1.999.1.1]", "(0010,1002) SQ", "(0010,0020) LO [248127512345678]"} {
 		if !strings.Contains(dump, w) {
 			t.Errorf("dcmdump of the received manifest lacks %q:\n%s", w, dump)
 		}
