@@ -34,6 +34,9 @@ fuzz:
 	$(GO) test ./coerce -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./routing/calendar -run '^$$' -fuzz '^FuzzParseRota$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./routing/calendar -run '^$$' -fuzz '^FuzzParseWindow$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pdf -run '^$$' -fuzz '^FuzzText$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pdf -run '^$$' -fuzz '^FuzzWrap$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./report -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) run ./bench/storebench -n 500 -runs 3

@@ -81,7 +81,7 @@ func testConfig(insStatus string) *config.Config {
 	}
 }
 
-func testIndex(t *testing.T, withINS bool) storage.Index {
+func testIndex(t testing.TB, withINS bool) storage.Index {
 	t.Helper()
 	ix := memindex.New()
 	for i := 1; i <= 3; i++ {
@@ -102,7 +102,7 @@ func testIndex(t *testing.T, withINS bool) storage.Index {
 	return ix
 }
 
-func newTestService(t *testing.T, insStatus string, withINS bool) (*Service, *publisher, string) {
+func newTestService(t testing.TB, insStatus string, withINS bool) (*Service, *publisher, string) {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := OpenStore(dir)
@@ -371,4 +371,43 @@ func TestHandlerStatuses(t *testing.T) {
 			t.Errorf("%s %s %s as %s: %d, want %d", tc.method, tc.path, tc.body, tc.role, got, tc.want)
 		}
 	}
+}
+
+// FuzzHandler sends arbitrary bodies to every writing route: the answer
+// is never a 500, and a refused request changes nothing.
+func FuzzHandler(f *testing.F) {
+	f.Add(0, `{"study_instance_uid": "`+testStudy+`", "conclusion": "RAS."}`)
+	f.Add(1, `{"conclusion": "x", "revision": 2}`)
+	f.Add(2, `{}`)
+	f.Add(3, `{"conclusion": "Nodule", "patient_birth_place": "2A004"}`)
+	f.Add(1, `{"radiation_exposure": {"dlp_mgy_cm": -1}}`)
+	f.Add(0, "{\"study_instance_uid\": \"\x00\"}")
+	s, _, _ := newTestService(f, "QUAL", true)
+	r, err := s.Create(context.Background(), "cm", testStudy, Content{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := s.Handler(func(w http.ResponseWriter, r *http.Request, perm auth.Permission) (auth.Principal, bool) {
+		return auth.Principal{User: "cm", Role: auth.RoleRadiologist}, true
+	})
+	routes := []struct{ method, path string }{
+		{"POST", "/api/reports"}, {"PATCH", "/api/reports/" + r.ID}, {"POST", "/api/reports/" + r.ID + "/sign"}, {"POST", "/api/reports/" + r.ID + "/correct"},
+	}
+	f.Fuzz(func(t *testing.T, route int, body string) {
+		rt := routes[uint(route)%uint(len(routes))]
+		before, _ := s.Get(r.ID)
+		rq := httptest.NewRequest(rt.method, rt.path, strings.NewReader(body))
+		rq.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, rq)
+		if w.Code >= 500 {
+			t.Fatalf("%s %s %q: %d %s", rt.method, rt.path, body, w.Code, w.Body)
+		}
+		if w.Code >= 400 {
+			after, _ := s.Get(r.ID)
+			if after.Revision != before.Revision {
+				t.Fatalf("refused (%d) but the report changed", w.Code)
+			}
+		}
+	})
 }
