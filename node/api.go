@@ -85,6 +85,7 @@ func (n *Node) publicDICOMwebBase() string {
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "localhost"
+		n.Logger.Warn("http.public_url is not set: manifests and reports reference instances on localhost, which other sites cannot reach")
 	}
 	return "http://" + net.JoinHostPort(host, port) + base
 }

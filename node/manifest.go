@@ -3,11 +3,8 @@ package node
 import (
 	"context"
 	"fmt"
-	"net"
-	"strings"
 
 	"github.com/relais-health/relais/config"
-	"github.com/relais-health/relais/dicomweb"
 	"github.com/relais-health/relais/kos"
 	"github.com/relais-health/relais/manifest"
 	"github.com/relais-health/relais/routing"
@@ -36,7 +33,7 @@ func (n *Node) manifestService() *manifest.Service {
 	cfg := n.Config
 	return &manifest.Service{
 		Index: n.Index, Blobs: n.Blobs, Store: n.StoreGenerated,
-		Retrieve: kos.Retrieve{AETitle: cfg.AETitle, LocationUID: RetrieveLocationUID(cfg.AETitle), WADOBase: n.wadoBase()},
+		Retrieve: kos.Retrieve{AETitle: cfg.AETitle, LocationUID: RetrieveLocationUID(cfg.AETitle), WADOBase: n.publicDICOMwebBase()},
 		Journal:  n.Journal, Logger: n.Logger, Complete: n.completeManifest,
 	}
 }
@@ -73,36 +70,6 @@ func (n *Node) completeManifest(m *kos.Manifest, insts []*storage.Instance) {
 // restarts and the same for every manifest of the node.
 func RetrieveLocationUID(aeTitle string) string {
 	return manifest.HashUID("relais retrieve location\x00" + aeTitle)
-}
-
-// manifestWADOBase is wadoBase (both names are used by the node's
-// document builders).
-func (n *Node) manifestWADOBase() string { return n.wadoBase() }
-
-// wadoBase is the DICOMweb base URL written in manifests (their Retrieve
-// URLs): http.public_url when set (what other sites reach), otherwise the
-// HTTP listener's address; "" without an HTTP listener.
-func (n *Node) wadoBase() string {
-	cfg := n.Config
-	base := dicomweb.DefaultBasePath
-	if n.DICOMweb != nil && n.DICOMweb.BasePath != "" {
-		base = strings.TrimRight(n.DICOMweb.BasePath, "/")
-	}
-	if cfg.HTTP.PublicURL != "" {
-		return strings.TrimRight(cfg.HTTP.PublicURL, "/") + base
-	}
-	if cfg.Listen.HTTP == "" {
-		return ""
-	}
-	host, port, err := net.SplitHostPort(cfg.Listen.HTTP)
-	if err != nil {
-		return "http://" + cfg.Listen.HTTP + base
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "localhost"
-		n.Logger.Warn("http.public_url is not set: KOS manifests carry Retrieve URLs on localhost, which other sites cannot reach")
-	}
-	return "http://" + net.JoinHostPort(host, port) + base
 }
 
 // routeManifest is the routing engine's manifest builder: build and store
