@@ -166,6 +166,25 @@ func TestREADMEExamples(t *testing.T) {
 	if _, err := Parse([]byte(block)); err != nil {
 		t.Fatalf("README routing example: %v", err)
 	}
+	// The directory example, with the destination it names.
+	i = strings.Index(readme, "### Directory\n")
+	if i < 0 {
+		t.Fatal("README has no Directory section")
+	}
+	dir := readme[i:]
+	dir = dir[strings.Index(dir, "```yaml\n")+len("```yaml\n"):]
+	dir = dir[:strings.Index(dir, "```")]
+	dir = "destinations: {nord-pacs: {dicom: {ae: NORD, host: 10.1.1.2, port: 104}}}\n" + dir
+	dc, err := Parse([]byte(dir))
+	if err != nil {
+		t.Fatalf("README directory example: %v", err)
+	}
+	if _, s, ok := dc.SiteFor("CT_NORD", ""); !ok || s.INSStatus != "QUAL" {
+		t.Errorf("README directory example: CT_NORD's site = %+v, %v", s, ok)
+	}
+	if _, p, ok := dc.ProfessionalFor("cmartin"); !ok || p.RPPS != "10001234567" {
+		t.Errorf("README directory example: cmartin = %+v, %v", p, ok)
+	}
 	// The configuration reference, with its defaults, is the default.
 	i = strings.Index(readme, "## Configuration reference")
 	ref := readme[i:]
