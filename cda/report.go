@@ -1,12 +1,15 @@
 // Package cda owns the radiology report as a document: the Go model of a
 // report (patient identity with the INS, professionals with their RPPS,
 // organisations with their FINESS, the order, the study with its series and
-// instances, the narrative sections) and the generation of the French CI-SIS
-// CDA R2 level 3 document "IMG-CR-IMG" (compte rendu d'imagerie médicale,
-// model version 2024.01) from it.
+// instances, the narrative sections) and what is generated from it: the
+// French CI-SIS CDA R2 level 3 document "IMG-CR-IMG" (compte rendu
+// d'imagerie médicale, model version 2024.01), the level 1 document with
+// the same header and a PDF body, the PDF rendering, and the DICOM
+// Encapsulated CDA instance that carries a document in a study.
 //
 // The package knows nothing about storage, signing workflows or transport:
-// callers fill a Report, call Validate, then Level3 to get the XML bytes.
+// callers fill a Report, call Validate, then Level3 (or PDF and Level1) to
+// get the bytes.
 package cda
 
 import (

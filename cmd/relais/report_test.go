@@ -194,6 +194,8 @@ func TestReportWorkflowPublishesCDA(t *testing.T) {
 	radiologist := createToken(t, data, "cmartin", "radiologist")
 	stranger := createToken(t, data, "ghost", "radiologist") // a radiologist not in the directory
 	requester := createToken(t, data, "ch-nord", "requester")
+	admin := createToken(t, data, "admin2", "admin")
+	night := createToken(t, data, "nuit", "radiologist")
 	s := startServer(t, data, reportConfig(nord.port, sudPort))
 
 	fx := t.TempDir()
@@ -353,7 +355,7 @@ func TestReportWorkflowPublishesCDA(t *testing.T) {
 
 	// The south PACS is down: the report waits in the queue, then arrives.
 	time.Sleep(1500 * time.Millisecond)
-	qout, qerrs, qcode := runRelais(t, "queue", "list", "--server", fmt.Sprintf("http://127.0.0.1:%d", s.httpPort), "--token", createToken(t, data, "admin", "admin"))
+	qout, qerrs, qcode := runRelais(t, "queue", "list", "--server", fmt.Sprintf("http://127.0.0.1:%d", s.httpPort), "--token", admin)
 	if qcode != 0 || !strings.Contains(qout, "sud-pacs") {
 		t.Fatalf("queue list: exit %d %s\n%s", qcode, qerrs, qout)
 	}
@@ -409,6 +411,17 @@ func TestReportWorkflowPublishesCDA(t *testing.T) {
 	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/reports/%s", s.httpPort, r.ID), "", "application/pdf", http.StatusUnauthorized)
 	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/reports/%s?version=7", s.httpPort, r.ID), radiologist, "", http.StatusNotFound)
 	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/reports/..%%2fetc", s.httpPort), radiologist, "", http.StatusNotFound)
+
+	// A professional added through the directory API signs at once.
+	entry := filepath.Join(dir, "nuit.json")
+	os.WriteFile(entry, []byte(`{"user": "nuit", "rpps": "10009999999", "prefix": "Dr", "given": "Paul", "family": "NUIT", "organisation": "teleradio"}`), 0o600)
+	if out, errs, code := runRelais(t, "directory", "put", "professionals", "dr-nuit", "-f", entry, "--server", fmt.Sprintf("http://127.0.0.1:%d", s.httpPort), "--token", admin); code != 0 {
+		t.Fatalf("directory put: %s %s", out, errs)
+	}
+	rn := reportJSON(t, s, night, "create", "--study", studyA, "--conclusion", "Relecture : sans changement.", "--patient-birth-place", "75056")
+	if rn = reportJSON(t, s, night, "sign", rn.ID); rn.Last() == nil || rn.Last().RPPS != "10009999999" || rn.Last().SignedBy != "dr-nuit" {
+		t.Fatalf("signed by a professional of the API: %+v", rn.Last())
+	}
 }
 
 // httpGet GETs url with a token and Accept, checks the status and returns
