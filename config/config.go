@@ -62,6 +62,12 @@ type Config struct {
 	Sites map[string]Site `yaml:"sites"`
 	// Reports configures report documents (CDA).
 	Reports Reports `yaml:"reports"`
+	// Worklist configures the reading worklist: assignment, locks, SLAs.
+	Worklist Worklist `yaml:"worklist"`
+	// Requests configures telemedicine requests and consent.
+	Requests Requests `yaml:"requests"`
+	// Web configures the web application.
+	Web Web `yaml:"web"`
 	// Log configures structured logging.
 	Log Log `yaml:"log"`
 }
@@ -293,6 +299,11 @@ type Route struct {
 	Webhook string `yaml:"webhook"`
 	// Ready emits a "study ready for reading" event for the worklist.
 	Ready bool `yaml:"ready"`
+	// Reader names the user (a professional's token user) who reads the
+	// studies the route makes ready; Pool names a calendar (an on-call rota)
+	// whose readers on call at that moment share them. Both need ready.
+	Reader string `yaml:"reader"`
+	Pool   string `yaml:"pool"`
 	// KOS builds the study's Key Object Selection manifest (IHE XDS-I.b,
 	// CI-SIS) when the route fires in stable mode, stores it in the study
 	// and forwards it to the route's destinations with the study.
@@ -610,6 +621,15 @@ func (c *Config) Validate() error {
 		return bad("http.max_stow_size", "must be positive")
 	}
 	if err := c.ValidateReporting(); err != nil {
+		return err
+	}
+	if err := c.validateWorklist(); err != nil {
+		return err
+	}
+	if err := c.validateRequests(); err != nil {
+		return err
+	}
+	if err := c.validateWeb(); err != nil {
 		return err
 	}
 	if err := c.validateRouting(); err != nil {

@@ -171,6 +171,18 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		n.Close()
 		return nil, fmt.Errorf("node: reports: %w", err)
 	}
+	if err := n.openWorklist(); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: worklist: %w", err)
+	}
+	if err := n.openRequests(); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: requests: %w", err)
+	}
+	if err := n.openWebApp(); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: web app: %w", err)
+	}
 	return n, nil
 }
 

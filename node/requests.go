@@ -1,0 +1,4 @@
+package node
+
+// openRequests sets up telemedicine requests.
+func (n *Node) openRequests() error { return nil }

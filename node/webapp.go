@@ -1,0 +1,4 @@
+package node
+
+// openWebApp sets up the web application.
+func (n *Node) openWebApp() error { return nil }

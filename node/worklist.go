@@ -1,0 +1,4 @@
+package node
+
+// openWorklist sets up the reading worklist.
+func (n *Node) openWorklist() error { return nil }
