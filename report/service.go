@@ -54,9 +54,12 @@ type Deps struct {
 	// document. Nil: level 1 and PDF are not available.
 	Render func(*cda.Report) ([]byte, error)
 	Level1 func(*cda.Report, []byte) ([]byte, error)
-	// SiteDestinations returns the destinations a site's reports go to
-	// (default: the site's report_destinations).
-	Journal *journal.Journal
+	// OnChange, if set, is told of every change of a report after it is
+	// durable: kind is the journal kind (report.created, report.edited,
+	// report.signed, report.corrected, report.published). It must not
+	// block (the worklist uses it).
+	OnChange func(kind string, r *Report)
+	Journal  *journal.Journal
 	Logger  *slog.Logger
 	Clock   func() time.Time
 }
@@ -453,6 +456,9 @@ func (s *Service) Run(ctx context.Context, interval time.Duration) {
 }
 
 func (s *Service) journal(kind string, r *Report, user, reason string) {
+	if s.d.OnChange != nil {
+		s.d.OnChange(kind, clone(r))
+	}
 	if s.d.Journal == nil {
 		return
 	}
