@@ -60,8 +60,8 @@ type Deps struct {
 	// block (the worklist uses it).
 	OnChange func(kind string, r *Report)
 	Journal  *journal.Journal
-	Logger  *slog.Logger
-	Clock   func() time.Time
+	Logger   *slog.Logger
+	Clock    func() time.Time
 }
 
 // Service is the report workflow.
