@@ -411,3 +411,35 @@ func FuzzHandler(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSign measures signing a report of a 500-image CT: the level 3
+// and level 1 documents, the PDF, two Encapsulated CDA instances, the
+// durable writes (the publisher is the test's fake).
+func BenchmarkSign(b *testing.B) {
+	ctx := context.Background()
+	s, _, _ := newTestService(b, "QUAL", true)
+	ix := s.d.Index
+	for i := 4; i <= 500; i++ {
+		in := &storage.Instance{SOPInstanceUID: fmt.Sprintf("1.2.3.%d", i), SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", SeriesInstanceUID: "1.2.3.100",
+			StudyInstanceUID: testStudy, PatientID: "IPP1", ReceivedAt: time.Date(2026, 11, 23, 3, 16, 0, i, time.UTC),
+			Source: storage.Source{Channel: "dimse", CallingAE: "CT_NORD"}, Attrs: map[string]string{"00080060": "CT", "00200013": fmt.Sprint(i)}}
+		if err := ix.PutInstance(ctx, in, uint64(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cfg := testConfig("QUAL")
+	site := cfg.Sites["nord"]
+	site.ReportFormat = config.ReportBoth
+	cfg.Sites["nord"] = site
+	s.d.Directory = fakeDirectory{cfg}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r, err := s.Create(ctx, "cm", testStudy, Content{Findings: strings.Repeat("Hypodensité sylvienne droite. ", 40), Conclusion: "AVC ischémique.", PatientBirthPlace: "75056"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if r, err = s.Sign(ctx, "cm", r.ID, 0); err != nil || len(r.Last().Documents) != 2 {
+			b.Fatal(err)
+		}
+	}
+}

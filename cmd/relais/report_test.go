@@ -239,7 +239,9 @@ func TestReportWorkflowPublishesCDA(t *testing.T) {
 	}
 
 	// Sign: level 3 CDA, stored in the study, sent to the site's PACS.
+	signStart := time.Now()
 	signed := reportJSON(t, s, radiologist, "sign", r.ID)
+	signTook := time.Since(signStart)
 	if signed.State != report.Signed || len(signed.Versions) != 1 {
 		t.Fatalf("signed: %s with %d versions", signed.State, len(signed.Versions))
 	}
@@ -281,6 +283,7 @@ func TestReportWorkflowPublishesCDA(t *testing.T) {
 
 	// The site's PACS got the Encapsulated CDA; dcmdump shows it.
 	got := awaitSOP(t, nord.dir, v1.Documents[0].SOPInstanceUID, 15*time.Second)
+	t.Logf("relais report sign (CLI, HTTP, documents, durable) took %s; signed report at the site's storescp %s after the command started", signTook.Round(time.Millisecond), time.Since(signStart).Round(time.Millisecond))
 	dump, err := dcmtk(t, "dcmdump", got)
 	if err != nil {
 		t.Fatalf("dcmdump: %v\n%s", err, dump)
