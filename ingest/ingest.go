@@ -133,6 +133,9 @@ type Pipeline struct {
 	ImplementationVersion  string
 	Observer               Observer
 	Logger                 *slog.Logger
+	// Clock gives the instances' ReceivedAt (default time.Now; an injected
+	// clock for tests and demos, see RELAIS_CLOCK).
+	Clock func() time.Time
 	// Events, if set, is called after each successful ingest.
 	Events func(*Result)
 	// OnDurable, if set, is called for every instance made durable (kind
@@ -283,6 +286,13 @@ func (p *Pipeline) Store(ctx context.Context, rq *Request) (*Result, error) {
 		p.Events(res)
 	}
 	return res, nil
+}
+
+func (p *Pipeline) now() time.Time {
+	if p.Clock != nil {
+		return p.Clock()
+	}
+	return time.Now()
 }
 
 func (p *Pipeline) logger() *slog.Logger {
@@ -528,7 +538,7 @@ func (p *Pipeline) instance(rq *Request, scan *dicom.ScanResult, key string, siz
 		BlobKey:           key,
 		Size:              size,
 		Checksum:          sum,
-		ReceivedAt:        time.Now().UTC(),
+		ReceivedAt:        p.now().UTC(),
 		Source:            rq.Source,
 		Attrs:             attrs,
 		CharacterSet:      strings.Join(ds.CharacterSet, `\`),

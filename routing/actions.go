@@ -67,7 +67,11 @@ func (m *engineMetrics) register(r prometheus.Registerer) error {
 func (e *Engine) studyActions(route, prio string, rc config.Route, study, patient string, sops []string, immediate bool) {
 	now := e.deps.Clock().UTC()
 	if rc.Ready {
-		ev := StudyReady{Route: route, Study: study, Patient: patient, Priority: prio, Instances: len(sops), Time: now}
+		ev := StudyReady{Route: route, Study: study, Patient: patient, Priority: prio, Instances: len(sops), Time: now,
+			Mode: config.ModeStable, Reader: rc.Reader, Pool: rc.Pool}
+		if immediate {
+			ev.Mode = config.ModeImmediate
+		}
 		data, _ := json.Marshal(ev)
 		e.journal(&journal.Event{Kind: "study.ready", StudyUID: study, Reason: fmt.Sprintf("route %q, priority %s", route, prio), Data: data})
 		if e.deps.OnReady != nil {
@@ -115,6 +119,30 @@ func (e *Engine) studyActions(route, prio string, rc config.Route, study, patien
 			e.manifest(build, rq)
 		}()
 	}
+}
+
+// SetOnReady sets Deps.OnReady (what receives the "study ready for
+// reading" events), for a worklist created after the engine. It must not
+// block. Call it before Run.
+func (e *Engine) SetOnReady(f func(StudyReady)) { e.deps.OnReady = f }
+
+// SetClock sets Deps.Clock (an injected clock, see RELAIS_CLOCK). Call it
+// before Run.
+func (e *Engine) SetClock(c func() time.Time) {
+	if c != nil {
+		e.deps.Clock = c
+	}
+}
+
+// Rota returns the on-call rota of a configured calendar (as loaded by the
+// rules in force, refreshed by the engine), for the worklist's pools.
+func (e *Engine) Rota(name string) (OnCall, bool) {
+	rs := e.rules.Load()
+	if rs == nil {
+		return nil, false
+	}
+	r, ok := rs.rotas[name]
+	return r, ok && r != nil
 }
 
 // ManifestRequest is what a route with kos: true asks of the manifest

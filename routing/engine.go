@@ -90,6 +90,12 @@ type StudyReady struct {
 	Priority  string    `json:"priority"`
 	Instances int       `json:"instances"`
 	Time      time.Time `json:"time"`
+	// Mode is the route's mode (immediate: Time is the first instance's
+	// firing; stable: the study's last instance came StableAfter earlier).
+	Mode string `json:"mode,omitempty"`
+	// Reader and Pool are the route's (config.Route): who reads it.
+	Reader string `json:"reader,omitempty"`
+	Pool   string `json:"pool,omitempty"`
 }
 
 // Engine evaluates rules for every durable instance and creates delivery

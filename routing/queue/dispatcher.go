@@ -104,6 +104,10 @@ type Dispatcher struct {
 	// MaxWait bounds a worker's sleep when nothing is due (default 30 s):
 	// a safety net, Notify and next-try timers wake it normally.
 	MaxWait time.Duration
+	// OnDelivered, if set, is called after a task is recorded delivered
+	// (the reading worklist follows its reports' deliveries). It must not
+	// block.
+	OnDelivered func(*Task)
 
 	mu      sync.Mutex
 	runCtx  context.Context
@@ -540,6 +544,9 @@ func (d *Dispatcher) report(w *destWorker, r Result, err error, redelivery bool,
 	case Sent:
 		lat := now.Sub(t.Created)
 		d.journal("delivery.sent", t, "", eventData{Destination: r.From, Attempt: r.Attempt, Total: t.TotalAttempts + 1, Redelivery: redelivery, LatencyMS: lat.Milliseconds()})
+		if d.OnDelivered != nil {
+			d.OnDelivered(t)
+		}
 		if m != nil {
 			m.Deliveries.WithLabelValues(r.From, "sent").Inc()
 			m.Latency.WithLabelValues(r.From).Observe(lat.Seconds())
