@@ -28,6 +28,10 @@ func (n *Node) openReports() error {
 		},
 		Render: renderReportPDF, Level1: level1Report,
 		Journal: n.Journal, Logger: n.Logger,
+		SiteOfUser: func(user string) (string, bool) {
+			id, _, ok := n.reportDirectory().SiteFor("", user)
+			return id, ok
+		},
 	}
 	if n.routing != nil {
 		d.Deliver = n.deliverGenerated

@@ -26,13 +26,16 @@ const maxBody = 1 << 20
 func (s *Service) Handler(authorize Authorizer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/reports", func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := authorize(w, r, auth.ReadReports); !ok {
+		p, ok := authorize(w, r, auth.ReadReports)
+		if !ok {
 			return
 		}
 		list := s.List(r.URL.Query().Get("study"))
 		out := make([]view, 0, len(list))
 		for _, rep := range list {
-			out = append(out, viewOf(rep))
+			if s.visible(p, rep) {
+				out = append(out, viewOf(rep))
+			}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"reports": out})
 	})
@@ -57,12 +60,16 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 		writeJSON(w, http.StatusCreated, viewOf(rep))
 	})
 	mux.HandleFunc("GET /api/reports/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := authorize(w, r, auth.ReadReports); !ok {
+		p, ok := authorize(w, r, auth.ReadReports)
+		if !ok {
 			return
 		}
 		rep, err := s.Get(r.PathValue("id"))
+		if err == nil && !s.visible(p, rep) {
+			err = fmt.Errorf("%w: report %q", ErrNotFound, rep.ID)
+		}
 		if err != nil {
-			s.writeError(w, r, "", err)
+			s.writeError(w, r, p.User, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, viewOf(rep))
@@ -127,6 +134,10 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 			return
 		}
 		id := r.PathValue("id")
+		if rep, err := s.Get(id); err == nil && !s.visible(p, rep) {
+			s.writeError(w, r, p.User, fmt.Errorf("%w: report %q", ErrNotFound, id))
+			return
+		}
 		b, v, err := s.Document(id, version, name)
 		if err != nil {
 			s.writeError(w, r, p.User, err)
@@ -144,6 +155,20 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 		w.Write(b)
 	})
 	return mux
+}
+
+// visible reports whether p may read rep: a requester only the reports of
+// its site's studies (another site's report is "not found", not
+// "forbidden": its existence is not told), everyone else every report.
+func (s *Service) visible(p auth.Principal, rep *Report) bool {
+	if p.Role != auth.RoleRequester {
+		return true
+	}
+	if s.d.SiteOfUser == nil {
+		return false
+	}
+	site, ok := s.d.SiteOfUser(p.User)
+	return ok && site != "" && site == rep.Site
 }
 
 // documentFor chooses the document from ?format= or Accept.

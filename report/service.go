@@ -54,6 +54,10 @@ type Deps struct {
 	// document. Nil: level 1 and PDF are not available.
 	Render func(*cda.Report) ([]byte, error)
 	Level1 func(*cda.Report, []byte) ([]byte, error)
+	// SiteOfUser returns the site a requester acts for (directory sites'
+	// users): requesters see the reports of their site's studies only.
+	// Nil: requesters see none.
+	SiteOfUser func(user string) (string, bool)
 	// OnChange, if set, is told of every change of a report after it is
 	// durable: kind is the journal kind (report.created, report.edited,
 	// report.signed, report.corrected, report.published). It must not

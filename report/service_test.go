@@ -443,3 +443,45 @@ func BenchmarkSign(b *testing.B) {
 		}
 	}
 }
+
+func TestRequesterSeesOwnSiteOnly(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := newTestService(t, "QUAL", true)
+	r, err := s.Create(ctx, "cm", testStudy, Content{Conclusion: "RAS."})
+	if err != nil || r.Site != "nord" {
+		t.Fatalf("create: %v, site %q", err, r.Site)
+	}
+	if _, err := s.Sign(ctx, "cm", r.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		role auth.Role
+		site string
+		want int
+	}{
+		{"requester of the site", auth.RoleRequester, "nord", 200},
+		{"requester of another site", auth.RoleRequester, "sud", 404},
+		{"requester of no site", auth.RoleRequester, "", 404},
+		{"radiologist", auth.RoleRadiologist, "", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.d.SiteOfUser = func(string) (string, bool) { return tc.site, tc.site != "" }
+			h := s.Handler(func(w http.ResponseWriter, rq *http.Request, perm auth.Permission) (auth.Principal, bool) {
+				return auth.Principal{User: "u", Role: tc.role}, true
+			})
+			for _, path := range []string{"/api/reports/" + r.ID, "/reports/" + r.ID} {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+				if w.Code != tc.want {
+					t.Errorf("GET %s: %d, want %d", path, w.Code, tc.want)
+				}
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("GET", "/api/reports", nil))
+			if listed := strings.Contains(w.Body.String(), r.ID); listed != (tc.want == 200) {
+				t.Errorf("listed: %v", listed)
+			}
+		})
+	}
+}

@@ -48,7 +48,7 @@ organisations:
 professionals:
   dr-martin: {user: cmartin, rpps: "%s", prefix: "Dr", given: "Claire", family: "MARTIN", organisation: teleradio}
 sites:
-  ch-nord: {organisation: ch-nord, calling_aes: [CT_NORD], report_destinations: [nord-pacs], ins_status: QUAL}
+  ch-nord: {organisation: ch-nord, calling_aes: [CT_NORD], users: [ch-nord], report_destinations: [nord-pacs], ins_status: QUAL}
   ch-sud: {organisation: ch-sud, calling_aes: [CT_SUD], report_destinations: [sud-pacs], report_format: both}
 reports:
   custodian: teleradio
@@ -409,6 +409,12 @@ func TestReportWorkflowPublishesCDA(t *testing.T) {
 	xmlDoc := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/reports/%s?version=1", s.httpPort, r.ID), requester, "application/hl7-cda+xml", http.StatusOK)
 	if want, _ := os.ReadFile(cda1); !bytes.Equal(xmlDoc, want) {
 		t.Errorf("GET /reports/{id}?version=1 is not version 1's CDA")
+	}
+	// A requester reads its site's reports only: another site's is not found.
+	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/reports/%s", s.httpPort, rb.ID), requester, "", http.StatusNotFound)
+	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/api/reports/%s", s.httpPort, rb.ID), requester, "", http.StatusNotFound)
+	if l := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/api/reports", s.httpPort), requester, "", http.StatusOK); !bytes.Contains(l, []byte(r.ID)) || bytes.Contains(l, []byte(rb.ID)) {
+		t.Errorf("a requester's report list: %s", l)
 	}
 	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/reports/%s", s.httpPort, r.ID), radiologist, "image/png", http.StatusNotAcceptable)
 	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/reports/%s", s.httpPort, r.ID), "", "application/pdf", http.StatusUnauthorized)
