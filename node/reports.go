@@ -28,6 +28,7 @@ func (n *Node) openReports() error {
 		},
 		Render: renderReportPDF, Level1: level1Report,
 		Journal: n.Journal, Logger: n.Logger,
+		OnChange: n.reportChanged,
 		SiteOfUser: func(user string) (string, bool) {
 			id, _, ok := n.reportDirectory().SiteFor("", user)
 			return id, ok
