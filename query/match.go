@@ -427,3 +427,8 @@ func matches(ms []matcher, attrs map[string]string) bool {
 	}
 	return true
 }
+
+// Wildcard reports whether s matches the C-FIND pattern p: '*' any run of
+// characters, '?' any one character, everything else literally (PS3.4
+// C.2.2.2.4). Callers fold case themselves where the VR asks for it (PN).
+func Wildcard(p, s string) bool { return wildcard(p, s) }
