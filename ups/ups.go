@@ -53,9 +53,9 @@ type Workitem struct {
 	State    State
 	Priority string // HIGH, MEDIUM or LOW
 	// Label is the Procedure Step Label, WorklistLabel the Worklist Label.
-	Label, WorklistLabel string
+	Label, WorklistLabel                   string
 	PatientName, PatientID, Sex, BirthDate string
-	StudyUID, AccessionNumber                string
+	StudyUID, AccessionNumber              string
 	// RetrieveURL is the WADO-RS URL of the study (Input Information).
 	RetrieveURL, RetrieveAE string
 	// Performer is the assigned reader (Scheduled Human Performers), "" for
