@@ -30,6 +30,13 @@ func (n *Node) apiHandler(h http.Handler) http.Handler {
 	apis := append([]apiRoute(nil), n.apis...)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for _, a := range apis {
+			if a.prefix == "/" { // the root page only, never the whole tree
+				if r.URL.Path == "/" {
+					a.h.ServeHTTP(w, r)
+					return
+				}
+				continue
+			}
 			p := strings.TrimSuffix(a.prefix, "/")
 			if r.URL.Path == p || strings.HasPrefix(r.URL.Path, p+"/") {
 				a.h.ServeHTTP(w, r)
@@ -43,8 +50,14 @@ func (n *Node) apiHandler(h http.Handler) http.Handler {
 // Authorize checks that the request's token grants perm. With http.auth
 // none every request is allowed as user "anonymous" with the admin role
 // except WriteReports, which always needs a radiologist's token (a report
-// is signed by someone). On refusal it has answered (401/403) and logged.
+// is signed by someone). A request with the web app's session cookie (and
+// no Authorization header) is authorized by its session: the user's role,
+// and the CSRF header on state-changing methods. On refusal it has
+// answered (401/403) and logged.
 func (n *Node) Authorize(w http.ResponseWriter, r *http.Request, perm auth.Permission) (auth.Principal, bool) {
+	if p, ok, handled := n.authorizeSession(w, r, perm); handled {
+		return p, ok
+	}
 	if n.Tokens == nil {
 		if perm == auth.WriteReports {
 			auth.WriteChallenge(w, auth.ErrForbidden)

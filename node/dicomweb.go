@@ -38,6 +38,9 @@ func (n *Node) openDICOMweb() error {
 		if a == dicomweb.Store {
 			perm = auth.StoreImages
 		}
+		if p, ok, handled := n.authorizeSession(w, r, perm); handled {
+			return p.User, ok
+		}
 		p, err := tokens.Authorize(r, perm)
 		if err != nil {
 			if !errors.Is(err, auth.ErrNoToken) {
