@@ -67,7 +67,7 @@ type App struct {
 	login  *template.Template
 	index  []byte
 
-	files  map[string]file
+	files map[string]file
 
 	mu       sync.Mutex
 	failures map[string]*failure
