@@ -293,7 +293,7 @@ func (w *Worklist) replay(ctx context.Context) {
 	}
 	from := w.st.watermark()
 	n := 0
-	err := w.d.Journal.Replay(ctx, from+1, func(ev *journal.Event) error {
+	err := w.d.Journal.Replay(ctx, from, func(ev *journal.Event) error {
 		if ev.Kind != "study.ready" || len(ev.Data) == 0 {
 			return nil
 		}
@@ -409,6 +409,7 @@ func (w *Worklist) assign(it *Item, routeReader string) (string, []*Item) {
 			}
 		}
 		if same != nil {
+			it.Reader = same.Reader
 			return fmt.Sprintf("the patient's open study %s is with %s", same.StudyUID, same.Reader), nil
 		}
 	}
