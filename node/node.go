@@ -175,6 +175,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		n.Close()
 		return nil, fmt.Errorf("node: worklist: %w", err)
 	}
+	if err := n.openUPS(); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: ups: %w", err)
+	}
 	if err := n.openRequests(); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("node: requests: %w", err)

@@ -437,6 +437,13 @@ func (s *Server) changeState(w http.ResponseWriter, r *http.Request, p auth.Prin
 			s.log.Error("ups: transaction not saved", "err", err)
 		}
 	case Completed, Canceled:
+		if cur.State == to {
+			// Already there (the report's signature completed it): PS3.4
+			// answers such a request with a warning, not an error.
+			w.Header().Set("Warning", `299 relais: "the workitem is already `+string(to)+`"`)
+			w.WriteHeader(http.StatusOK)
+			return
+		}
 		if cur.State != InProgress {
 			fail(w, http.StatusConflict, fmt.Sprintf("the workitem is %s, not IN PROGRESS", cur.State))
 			return
