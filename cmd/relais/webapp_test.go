@@ -1,0 +1,311 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relais-health/relais/internal/testdicom"
+)
+
+// e2eDir is the Playwright project of the web app (playwright-core pinned
+// in its lockfile; `npm ci` there, as .ci/run does).
+const e2eDir = "../../webapp/testdata/e2e"
+
+// TestWebAppE2E drives the web app in Debian's chromium (playwright-core,
+// headless): a CT study (500 instances of 512×512 by default, from the
+// bench generator; RELAIS_E2E_INSTANCES changes it) arrives with storescu
+// from a site's modality; a radiologist created with `relais user add`
+// checks that an unauthenticated browser gets only the login page, logs
+// in, opens the study (first-image time measured), scrolls the stack,
+// applies window presets, measures, flags a key image, writes a report
+// from the stroke template and signs it; the CDA then reaches the site's
+// storescp. Screenshots of each step go to RELAIS_ARTIFACTS (default
+// webapp/testdata/e2e/artifacts). chromium and node are required (never
+// skipped).
+func TestWebAppE2E(t *testing.T) {
+	needTool(t, "storescu")
+	nodeBin, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node not found: apt-get install nodejs npm (.ci/run does)")
+	}
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("chromium not found at %s: apt-get install chromium (.ci/run does)", chromium)
+	}
+	if _, err := os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core")); err != nil {
+		t.Fatalf("playwright-core is not installed: run npm ci in webapp/testdata/e2e (.ci/run does)")
+	}
+	artifacts := os.Getenv("RELAIS_ARTIFACTS")
+	if artifacts == "" {
+		artifacts, _ = filepath.Abs(filepath.Join(e2eDir, "artifacts"))
+	}
+	n := 500
+	if v := os.Getenv("RELAIS_E2E_INSTANCES"); v != "" {
+		if n, err = strconv.Atoi(v); err != nil || n < 12 {
+			t.Fatalf("RELAIS_E2E_INSTANCES=%q: want a number ≥ 12", v)
+		}
+	}
+
+	// The study: the bench generator's head phantom, sent by the CT of
+	// CH Nord (its calling AE makes it the site's study).
+	fx := t.TempDir()
+	start := time.Now()
+	gen := exec.Command("go", "run", "../../bench/gendata", "-out", fx, "-n", strconv.Itoa(n))
+	if out, err := gen.CombinedOutput(); err != nil {
+		t.Fatalf("gendata: %v\n%s", err, out)
+	}
+	files, _ := filepath.Glob(filepath.Join(fx, "*.dcm"))
+	if len(files) != n {
+		t.Fatalf("gendata wrote %d files, want %d", len(files), n)
+	}
+	study := studyUIDOfFile(t, files[0])
+	t.Logf("generated %d instances in %s", n, time.Since(start).Round(time.Millisecond))
+
+	nord := startStorescp(t, "NORDPACS")
+	data := t.TempDir()
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	const password = "nuit-de-garde-2026"
+	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := runRelais(t, "user", "add", "cmartin", "--role", "radiologist", "--password-file", pwFile, "--data", data); code != 0 {
+		t.Fatalf("user add: exit %d: %s", code, errs)
+	}
+	if out, _, code := runRelais(t, "user", "list", "--data", data); code != 0 || !strings.Contains(out, "cmartin") || strings.Contains(out, password) {
+		t.Fatalf("user list: exit %d: %s", code, out)
+	}
+	s := startServer(t, data, reportConfig(nord.port, freePort(t)))
+	host, port := s.hostPort()
+	start = time.Now()
+	if out, err := dcmtk(t, "storescu", append([]string{"-aet", "CT_NORD", "-aec", "RELAIS", host, port}, files...)...); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	t.Logf("stored %d instances in %s", n, time.Since(start).Round(time.Millisecond))
+	base := fmt.Sprintf("http://127.0.0.1:%d", s.httpPort)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, nodeBin, "run.mjs")
+	cmd.Dir = e2eDir
+	cmd.Env = append(os.Environ(), "RELAIS_URL="+base, "RELAIS_USER=cmartin", "RELAIS_PASSWORD="+password,
+		"RELAIS_STUDY="+study, "RELAIS_ARTIFACTS="+artifacts, "CHROMIUM="+chromium)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start = time.Now()
+	runErr := cmd.Run()
+	t.Logf("browser run took %s; screenshots in %s", time.Since(start).Round(time.Millisecond), artifacts)
+	var res struct {
+		Steps []struct {
+			Name string `json:"name"`
+			Ms   int    `json:"ms"`
+		} `json:"steps"`
+		FirstImageMs        float64  `json:"firstImageMs"`
+		AppFirstImageMs     float64  `json:"appFirstImageMs"`
+		ColdAppFirstImageMs float64  `json:"coldAppFirstImageMs"`
+		Instances           int      `json:"instances"`
+		KeyImageStatus      int      `json:"keyImageStatus"`
+		ReportState         string   `json:"reportState"`
+		ReportID            string   `json:"reportID"`
+		Notices             []string `json:"notices"`
+		Measure             string   `json:"measure"`
+		Error               string   `json:"error"`
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); jerr != nil || runErr != nil {
+		t.Fatalf("browser run: %v (results: %v)\nstdout:\n%s\nstderr:\n%s", runErr, jerr, stdout.String(), stderr.String())
+	}
+	for _, st := range res.Steps {
+		t.Logf("step %-20s %5d ms", st.Name, st.Ms)
+	}
+	t.Logf("first image of the %d-instance CT: %.0f ms from the click (app: %.0f ms; first cold open after login: %.0f ms); target < 1500 ms",
+		res.Instances, res.FirstImageMs, res.AppFirstImageMs, res.ColdAppFirstImageMs)
+	t.Logf("measure %s; key image %d; report %s (%s), notices %q", res.Measure, res.KeyImageStatus, res.ReportID, res.ReportState, res.Notices)
+	if res.Instances != n || res.KeyImageStatus != 201 || res.ReportState != "signé" {
+		t.Fatalf("results %+v", res)
+	}
+	if n >= 500 && res.ColdAppFirstImageMs > 1500 {
+		t.Errorf("first image after %.0f ms, over the 1.5 s target", res.ColdAppFirstImageMs)
+	}
+
+	// The signed report reached the site's PACS as Encapsulated CDA.
+	tok := createToken(t, data, "check", "admin")
+	req, _ := http.NewRequest("GET", base+"/api/reports/"+res.ReportID, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var rep struct {
+		State    string `json:"state"`
+		Versions []struct {
+			Documents []struct {
+				SOPInstanceUID string `json:"sop_instance_uid"`
+			} `json:"documents"`
+		} `json:"versions"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil || rep.State != "signed" || len(rep.Versions) != 1 || len(rep.Versions[0].Documents) == 0 {
+		t.Fatalf("report %s: %s", res.ReportID, b)
+	}
+	for _, d := range rep.Versions[0].Documents {
+		f := awaitSOP(t, nord.dir, d.SOPInstanceUID, 20*time.Second)
+		if doc := encapsulatedDocument(t, f); !bytes.Contains(doc, []byte("ClinicalDocument")) || !bytes.Contains(doc, []byte("ASPECTS")) {
+			t.Errorf("%s: not the CDA of the report written in the browser", f)
+		}
+	}
+	// The journal has the login, the failed one and the logout, with the
+	// user and the address.
+	for _, kind := range []string{"auth.login", "auth.login_failed", "auth.logout", "keyimages.flagged", "report.signed"} {
+		evs := journalKinds(t, data, kind)
+		if len(evs) == 0 {
+			t.Errorf("no %s in the journal", kind)
+			continue
+		}
+		if evs[0].User != "cmartin" || (strings.HasPrefix(kind, "auth.") && evs[0].Addr == "") {
+			t.Errorf("%s: user %q addr %q", kind, evs[0].User, evs[0].Addr)
+		}
+	}
+	if evs := journalKinds(t, data, "dicomweb.frames"); len(evs) == 0 || evs[0].User != "cmartin" {
+		t.Errorf("frames viewed through the session are not journaled with the user")
+	}
+}
+
+// studyUIDOfFile reads the Study Instance UID of a Part 10 file.
+func studyUIDOfFile(t *testing.T, f string) string {
+	t.Helper()
+	ds, _, err := testdicom.DatasetOf(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (0020,000D) UI, explicit VR little endian: tag, "UI", 2-byte length.
+	i := bytes.Index(ds, []byte{0x20, 0x00, 0x0D, 0x00, 'U', 'I'})
+	if i < 0 {
+		t.Fatalf("%s: no Study Instance UID", f)
+	}
+	l := int(ds[i+6]) | int(ds[i+7])<<8
+	return strings.TrimRight(string(ds[i+8:i+8+l]), "\x00 ")
+}
+
+// TestWebAppLoginAndCSRF checks the web app's access rules over plain
+// HTTP against relais serve: everything under /app but the login page
+// sends to the login page, the APIs answer 401 without a session, a
+// session works like a token of the user's role, and a state-changing
+// request with the cookie needs the CSRF header.
+func TestWebAppLoginAndCSRF(t *testing.T) {
+	data := t.TempDir()
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte("mot-de-passe-long\n"), 0o600)
+	if _, errs, code := runRelais(t, "user", "add", "req1", "--role", "requester", "--password-file", pwFile, "--data", data); code != 0 {
+		t.Fatalf("user add: %s", errs)
+	}
+	if _, errs, code := runRelais(t, "user", "add", "weak", "--role", "requester", "--password-env", "RELAIS_NO_SUCH_VAR", "--data", data); code == 0 || !strings.Contains(errs, "RELAIS_NO_SUCH_VAR") {
+		t.Fatalf("user add without the variable: exit %d %s", code, errs)
+	}
+	s := startServer(t, data, "")
+	base := fmt.Sprintf("http://127.0.0.1:%d", s.httpPort)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for path, want := range map[string]int{"/": 303, "/app/": 303, "/app/study/1.2.3": 303, "/app/static/app.js": 303,
+		"/app/static/login.css": 200, "/app/login": 200, "/app/api/session": 401, "/api/reports": 401, "/dicom-web/studies": 401} {
+		resp, err := noRedirect.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s without a session: %d, want %d", path, resp.StatusCode, want)
+		}
+		if want == 303 && path != "/" && !strings.HasPrefix(resp.Header.Get("Location"), "/app/login?next=") {
+			t.Errorf("GET %s: Location %q", path, resp.Header.Get("Location"))
+		}
+	}
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: noRedirect.CheckRedirect}
+	resp, err := c.PostForm(base+"/app/login", url.Values{"username": {"req1"}, "password": {"wrong-password"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("bad password: %d", resp.StatusCode)
+	}
+	resp, err = c.Post(base+"/app/login", "application/json", strings.NewReader(`{"username":"req1","password":"mot-de-passe-long"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sess struct{ User, Role, CSRF string }
+	json.NewDecoder(resp.Body).Decode(&sess)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || sess.Role != "requester" || len(sess.CSRF) < 40 {
+		t.Fatalf("login: %d %+v", resp.StatusCode, sess)
+	}
+	var cookie *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "relais_session" {
+			cookie = ck
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || cookie.Secure || len(cookie.Value) < 43 {
+		t.Fatalf("session cookie %+v", cookie)
+	}
+	get := func(path string) int {
+		resp, err := c.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := get("/dicom-web/studies"); st != 200 && st != 204 {
+		t.Errorf("QIDO-RS with the session: %d", st)
+	}
+	if st := get("/app/static/viewer.js"); st != 200 {
+		t.Errorf("asset with the session: %d", st)
+	}
+	post := func(path, csrf string) int {
+		req, _ := http.NewRequest("POST", base+path, strings.NewReader(`{"study_instance_uid":"1.2.3"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if csrf != "" {
+			req.Header.Set("X-Relais-CSRF", csrf)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := post("/api/reports", ""); st != 403 {
+		t.Errorf("POST without the CSRF header: %d, want 403", st)
+	}
+	if st := post("/api/reports", sess.CSRF); st != 403 {
+		t.Errorf("a requester creating a report: %d, want 403 (role)", st)
+	}
+	// Disabling the user ends the session within a second.
+	if _, errs, code := runRelais(t, "user", "disable", "req1", "--data", data); code != 0 {
+		t.Fatal(errs)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for get("/dicom-web/studies") != 401 {
+		if time.Now().After(deadline) {
+			t.Fatal("the disabled user's session still works")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

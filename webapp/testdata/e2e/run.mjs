@@ -1,0 +1,241 @@
+// Drives the Relais web app in Debian's chromium (headless, --no-sandbox)
+// with playwright-core. Run by cmd/relais's TestWebAppE2E, which starts
+// relais serve, stores a CT study and creates the radiologist; everything
+// comes in the environment:
+//
+//   RELAIS_URL        http://127.0.0.1:PORT
+//   RELAIS_USER       the radiologist's user name
+//   RELAIS_PASSWORD   the password
+//   RELAIS_STUDY      the Study Instance UID to open
+//   RELAIS_ARTIFACTS  where screenshots go (default ./artifacts)
+//   CHROMIUM          the browser (default /usr/bin/chromium)
+//
+// It prints one JSON line of results on stdout (timings, statuses) and
+// exits non-zero on the first failed assertion.
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+
+const base = process.env.RELAIS_URL;
+const user = process.env.RELAIS_USER;
+const password = process.env.RELAIS_PASSWORD;
+const study = process.env.RELAIS_STUDY;
+const artifacts = process.env.RELAIS_ARTIFACTS || path.join(path.dirname(new URL(import.meta.url).pathname), 'artifacts');
+for (const [k, v] of Object.entries({ RELAIS_URL: base, RELAIS_USER: user, RELAIS_PASSWORD: password, RELAIS_STUDY: study })) {
+  if (!v) { console.error(k + ' is not set'); process.exit(2); }
+}
+fs.mkdirSync(artifacts, { recursive: true });
+
+const results = { steps: [] };
+let page;
+let shot = 0;
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+  } finally {
+    shot++;
+    const file = path.join(artifacts, String(shot).padStart(2, '0') + '-' + name + '.png');
+    if (page) await page.screenshot({ path: file }).catch(() => {});
+    results.steps.push({ name, ms: Date.now() - t0, screenshot: file });
+  }
+}
+
+// A digest of the canvas pixels (to see a window preset change them).
+async function canvasDigest() {
+  return page.evaluate(() => {
+    const c = document.getElementById('viewport');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let h = 2166136261 >>> 0, nonBlack = 0, sum = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      h = Math.imul(h ^ d[i], 16777619) >>> 0;
+      if (d[i] > 8) nonBlack++;
+      sum += d[i];
+    }
+    return { hash: h, nonBlack, mean: sum / (d.length / 4) };
+  });
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
+});
+try {
+  const context = await browser.newContext({ locale: 'fr-FR', viewport: { width: 1440, height: 900 } });
+  page = await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  page.on('console', (m) => { if (m.type() === 'error') console.error('console:', m.text()); });
+
+  await step('unauthenticated', async () => {
+    // A deep link to the study: the browser gets the login page, and only it.
+    const resp = await page.goto(base + '/app/study/' + study);
+    assert.equal(resp.status(), 200);
+    assert.match(page.url(), /\/app\/login\?next=/);
+    assert.equal(await page.locator('form[action="/app/login"]').count(), 1);
+    assert.equal(await page.locator('#viewport, #main, #worklist').count(), 0, 'app content on the login page');
+    const body = await page.locator('body').innerText();
+    assert.ok(body.includes('Connexion') || body.includes('Se connecter'), 'French login page: ' + body);
+    assert.ok(!body.includes(study), 'the login page names the study');
+    // Assets and APIs too.
+    const asset = await page.request.get(base + '/app/static/viewer.js', { maxRedirects: 0 });
+    assert.equal(asset.status(), 303, 'viewer.js without a session');
+    const apiResp = await page.request.get(base + '/api/reports?study=' + study);
+    assert.equal(apiResp.status(), 401, '/api/reports without a session');
+    const qido = await page.request.get(base + '/dicom-web/studies');
+    assert.equal(qido.status(), 401, 'QIDO-RS without a session');
+  });
+
+  await step('login-failed', async () => {
+    await page.fill('#username', user);
+    await page.fill('#password', 'not the password');
+    await Promise.all([page.waitForLoadState('load'), page.click('#login-submit')]);
+    await page.waitForSelector('#login-error');
+    assert.match(await page.locator('#login-error').innerText(), /incorrect/);
+  });
+
+  await step('login', async () => {
+    await page.fill('#username', user);
+    await page.fill('#password', password);
+    await Promise.all([page.waitForURL('**/app/study/' + study), page.click('#login-submit')]);
+    // The deep link was kept: back at the study after the login. Go to the list.
+    await page.waitForSelector('#viewport.ready', { timeout: 30000 });
+    // The first (cold) open of the study, timed by the app from its route
+    // change to the first image drawn.
+    results.coldAppFirstImageMs = await page.evaluate(() => window.relaisTiming && window.relaisTiming.ms);
+    const cookies = await context.cookies();
+    const c = cookies.find((x) => x.name === 'relais_session');
+    assert.ok(c && c.httpOnly && c.sameSite === 'Strict', 'session cookie HttpOnly SameSite=Strict: ' + JSON.stringify(c));
+    assert.equal(await page.locator('#whoami').innerText(), user + ' (radiologist)');
+  });
+
+  await step('studies', async () => {
+    await page.click('#nav a[data-nav="studies"]');
+    await page.waitForSelector(`tr[data-study="${study}"] a`);
+    assert.ok((await page.locator(`tr[data-study="${study}"]`).innerText()).includes('BENCH'), 'study row shows the patient');
+  });
+
+  await step('viewer-first-image', async () => {
+    // Time from the click that opens the study to the first image drawn.
+    const t0 = Date.now();
+    await page.click(`tr[data-study="${study}"] a`);
+    await page.waitForSelector('#viewport.ready', { timeout: 30000 });
+    results.firstImageMs = Date.now() - t0;
+    results.appFirstImageMs = await page.evaluate(() => window.relaisTiming && window.relaisTiming.ms);
+    const d = await canvasDigest();
+    assert.ok(d.nonBlack > 1000, 'the canvas shows an image: ' + JSON.stringify(d));
+    results.instances = await page.locator('#stack-slider').getAttribute('max').then((m) => Number(m) + 1);
+    assert.equal(await page.locator('#viewport').getAttribute('data-instance-number'), '1');
+    assert.match(await page.locator('#image-number').innerText(), /^Im 1 \(1\/\d+\)$/);
+    assert.ok((await page.locator('.series-item').count()) >= 1, 'series list');
+    await page.waitForFunction(() => [...document.querySelectorAll('.series-item img')].every((i) => i.complete && i.naturalWidth > 0), null, { timeout: 15000 });
+  });
+
+  await step('scroll', async () => {
+    const before = await page.locator('#viewport').getAttribute('data-instance-number');
+    await page.locator('#viewport').focus();
+    for (let i = 0; i < 5; i++) await page.keyboard.press('ArrowDown');
+    await page.locator('#viewport').hover();
+    for (let i = 0; i < 5; i++) await page.mouse.wheel(0, 120);
+    await page.waitForFunction(() => document.getElementById('viewport').dataset.instanceNumber === '11', null, { timeout: 10000 });
+    const after = await page.locator('#viewport').getAttribute('data-instance-number');
+    assert.notEqual(after, before);
+    results.scrolled = { before, after };
+    assert.match(await page.locator('#image-number').innerText(), /^Im 11 /);
+    // The slider too.
+    await page.locator('#stack-slider').fill(String(Math.floor(results.instances / 2)));
+    await page.waitForFunction((n) => document.getElementById('viewport').dataset.index === String(n), Math.floor(results.instances / 2));
+  });
+
+  await step('window-preset', async () => {
+    const before = await canvasDigest();
+    await page.click('#preset-bone');
+    await page.waitForFunction(() => document.getElementById('viewport').dataset.wc === '400');
+    const after = await canvasDigest();
+    assert.notEqual(after.hash, before.hash, 'the bone window changed the pixels');
+    assert.match(await page.locator('#wl-value').innerText(), /C 400 \/ W 1800/);
+    await page.click('#preset-brain');
+    await page.waitForFunction(() => document.getElementById('viewport').dataset.wc === '40');
+    const brain = await canvasDigest();
+    assert.notEqual(brain.hash, after.hash, 'the brain window changed the pixels');
+    results.window = { before: before.mean, bone: after.mean, brain: brain.mean };
+  });
+
+  await step('measure', async () => {
+    await page.click('#tool-measure');
+    const box = await page.locator('#viewport').boundingBox();
+    await page.mouse.move(box.x + box.width / 2 - 100, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width / 2 + 100, box.y + box.height / 2, { steps: 5 });
+    await page.mouse.up();
+    const m = await page.locator('#viewport').getAttribute('data-measures');
+    assert.match(m, /^\d+\.\d mm$/, 'a length in mm: ' + m);
+    results.measure = m;
+    await page.click('#tool-wl');
+  });
+
+  await step('key-image', async () => {
+    const [resp] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/api/studies/' + study + '/key-images') && r.request().method() === 'POST'),
+      page.click('#key-image'),
+    ]);
+    results.keyImageStatus = resp.status();
+    assert.equal(resp.status(), 201, 'key image: ' + (await resp.text()));
+    await page.waitForFunction(() => document.getElementById('key-status').dataset.status === '201');
+    assert.match(await page.locator('#key-status').innerText(), /Image clé enregistrée \(201\)/);
+  });
+
+  await step('report-draft', async () => {
+    await page.selectOption('#report-template', 'stroke');
+    await page.fill('#f-clinical_information', 'Déficit brachio-facial gauche depuis 45 minutes.');
+    await page.fill('#f-request_reason', 'Alerte thrombolyse : hémorragie ? ischémie ?');
+    const [resp] = await Promise.all([
+      page.waitForResponse((r) => /\/api\/reports(\/[^/]+)?$/.test(new URL(r.url()).pathname) && ['POST', 'PATCH'].includes(r.request().method()), { timeout: 10000 }),
+    ]);
+    assert.ok(resp.status() === 201 || resp.status() === 200, 'autosave: ' + resp.status());
+    await page.waitForFunction(() => document.getElementById('report-save').dataset.saved !== undefined);
+    assert.equal(await page.locator('#report-state').innerText(), 'brouillon');
+    assert.match(await page.locator('#f-findings').inputValue(), /ASPECTS/);
+  });
+
+  await step('report-signed', async () => {
+    await page.fill('#f-conclusion', 'Pas d’hémorragie intracrânienne. Pas de signe précoce d’ischémie (ASPECTS 10).');
+    const [resp] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/sign') && r.request().method() === 'POST', { timeout: 20000 }),
+      page.click('#report-sign'),
+    ]);
+    const body = await resp.json();
+    assert.equal(resp.status(), 200, 'sign: ' + JSON.stringify(body));
+    await page.waitForFunction(() => document.getElementById('report-state').dataset.state === 'signed');
+    results.reportState = await page.locator('#report-state').innerText();
+    assert.equal(results.reportState, 'signé');
+    results.reportID = body.id;
+    results.notices = await page.locator('#report-notices li').allInnerTexts();
+    assert.ok(await page.locator('#f-findings').isDisabled(), 'a signed report is read-only');
+  });
+
+  await step('english', async () => {
+    await page.click('#lang-toggle');
+    await page.waitForSelector('#report-state[data-state="signed"]');
+    assert.equal(await page.locator('#report-state').innerText(), 'signed');
+    assert.equal(await page.locator('#tool-wl').innerText(), 'Window');
+  });
+
+  await step('logout', async () => {
+    await Promise.all([page.waitForURL('**/app/login'), page.click('#logout')]);
+    const resp = await page.goto(base + '/app/');
+    assert.match(page.url(), /\/app\/login/);
+    assert.equal(resp.status(), 200);
+    const api = await page.request.get(base + '/api/reports?study=' + study);
+    assert.equal(api.status(), 401, 'the session ended');
+  });
+} catch (e) {
+  console.error('FAILED:', e && e.stack || e);
+  results.error = String(e && e.message || e);
+  console.log(JSON.stringify(results));
+  await browser.close();
+  process.exit(1);
+}
+await browser.close();
+console.log(JSON.stringify(results));
