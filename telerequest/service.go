@@ -553,6 +553,9 @@ func patchPatient(r *Request, pp *PatientPatch, user string, now time.Time, prev
 		default:
 			// Upgrades follow the Référentiel INS (identity.Upgrade):
 			// evidence, no skipped step, the INS for RECUP and QUAL.
+			if to > cur && ev == "" {
+				return &InputError{Field: "patient.ins_status_evidence", Reason: fmt.Sprintf("%s → %s needs evidence (INSi call, identity document checked)", cur, to)}
+			}
 			id := identityOf(r.Patient)
 			if err := id.Upgrade(to, ev); err != nil {
 				return &InputError{Field: "patient.ins_status", Reason: err.Error()}

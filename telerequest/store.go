@@ -131,6 +131,13 @@ func (s *Store) All(keep func(*Request) bool) []*Request {
 	return out
 }
 
+// Len returns the number of requests.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.records)
+}
+
 // Waiting returns the ids of the requests waiting for a study with this
 // accession number or Study Instance UID.
 func (s *Store) Waiting(accession, study string) []string {
