@@ -155,8 +155,11 @@ func TestStateMachine(t *testing.T) {
 	for what, err := range map[string]error{
 		"cancel again": func() error { _, err := e.s.Cancel(ctx, nordReq, r.ID, "x"); return err }(),
 		"patch":        func() error { _, err := e.s.Update(ctx, nordReq, r.ID, Patch{Question: &q}, 0); return err }(),
-		"consent":      func() error { _, err := e.s.RecordConsent(ctx, nordReq, r.ID, ConsentInput{Status: "refused", Method: "oral"}); return err }(),
-		"unlink":       func() error { _, err := e.s.Unlink(ctx, admin, r.ID, "x"); return err }(),
+		"consent": func() error {
+			_, err := e.s.RecordConsent(ctx, nordReq, r.ID, ConsentInput{Status: "refused", Method: "oral"})
+			return err
+		}(),
+		"unlink": func() error { _, err := e.s.Unlink(ctx, admin, r.ID, "x"); return err }(),
 	} {
 		wantErr(t, err, ErrState, what+" after cancel")
 	}
