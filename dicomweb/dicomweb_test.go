@@ -612,14 +612,14 @@ func sopOf(t *testing.T, file []byte) string {
 func TestAuthorizeAndCORS(t *testing.T) {
 	f := newFixture(t)
 	var asked []Access
-	f.srv.Authorize = func(w http.ResponseWriter, r *http.Request, a Access) (string, bool) {
+	f.srv.Authorize = func(w http.ResponseWriter, r *http.Request, a Access) (Principal, bool) {
 		asked = append(asked, a)
 		if r.Header.Get("Authorization") != "Bearer good" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="relais"`)
 			w.WriteHeader(http.StatusUnauthorized)
-			return "", false
+			return Principal{}, false
 		}
-		return "alice", true
+		return Principal{User: "alice"}, true
 	}
 	f.srv.AllowedOrigins = []string{"https://viewer.example"}
 	if resp := f.get("/studies"); resp.StatusCode != 401 {

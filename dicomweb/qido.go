@@ -275,6 +275,9 @@ func (s *Server) qido(level query.Level) gin.HandlerFunc {
 		truncated := false
 		eng := &query.Engine{Index: s.Index}
 		err = eng.Find(c.Request.Context(), req.q, func(row *query.Row) error {
+			if !allowed(c, row.Attrs["0020000D"]) {
+				return nil
+			}
 			seen++
 			if seen <= req.offset {
 				return nil

@@ -49,8 +49,19 @@ func (a Access) String() string {
 
 // Authorizer decides whether a request may proceed. When it may not, it
 // writes the answer (401 with a challenge, 403) itself and returns false;
-// otherwise it returns the user to record in the journal.
-type Authorizer func(w http.ResponseWriter, r *http.Request, a Access) (user string, ok bool)
+// otherwise it returns who asks (recorded in the journal) and which studies
+// they may see.
+type Authorizer func(w http.ResponseWriter, r *http.Request, a Access) (p Principal, ok bool)
+
+// Principal is an authorized caller.
+type Principal struct {
+	User string
+	// Study, when set, says whether the caller may see a study: a
+	// requester sees its site's studies only. Searches leave the others
+	// out; a retrieval of another study is answered 404, as if it did not
+	// exist. Nil: every study.
+	Study func(studyUID string) bool
+}
 
 // Server serves DICOMweb. Set its fields, then call Handler.
 type Server struct {
@@ -163,7 +174,7 @@ func (s *Server) guard(a Access) gin.HandlerFunc {
 		if s.Authorize == nil {
 			return
 		}
-		user, ok := s.Authorize(c.Writer, c.Request, a)
+		p, ok := s.Authorize(c.Writer, c.Request, a)
 		if !ok {
 			s.Metrics.observe("denied", c.Writer.Status(), 0)
 			s.Logger.Warn("DICOMweb request refused", "method", c.Request.Method, "path", c.Request.URL.Path,
@@ -171,11 +182,33 @@ func (s *Server) guard(a Access) gin.HandlerFunc {
 			c.Abort()
 			return
 		}
-		c.Set(userKey, user)
+		c.Set(userKey, p.User)
+		if p.Study != nil {
+			c.Set(scopeKey, p.Study)
+			if study := c.Param("study"); study != "" && !p.Study(study) {
+				s.Logger.Warn("DICOMweb: a study outside the caller's site", "user", p.User, "study", study, "path", c.Request.URL.Path, "remote", c.ClientIP())
+				s.audit(c, "dicomweb.denied", study, "", "", "study outside the caller's site", http.StatusNotFound)
+				s.fail(c, http.StatusNotFound, "no study %s", study)
+				c.Abort()
+				return
+			}
+		}
 	}
 }
 
-const userKey = "relais.user"
+const (
+	userKey  = "relais.user"
+	scopeKey = "relais.scope"
+)
+
+// allowed reports whether the request's caller may see study.
+func allowed(c *gin.Context, study string) bool {
+	v, ok := c.Get(scopeKey)
+	if !ok {
+		return true
+	}
+	return v.(func(string) bool)(study)
+}
 
 // recover turns a panic in a handler into a 500 and a log line: a bug in
 // one request must not take the node (and its DIMSE side) down.

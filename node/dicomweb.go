@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/relais-health/relais/auth"
 	"github.com/relais-health/relais/config"
 	"github.com/relais-health/relais/dicomweb"
+	"github.com/relais-health/relais/storage"
 )
 
 // openDICOMweb builds the DICOMweb server over the node's storage and its
@@ -33,13 +35,13 @@ func (n *Node) openDICOMweb() error {
 		return err
 	}
 	n.Tokens = tokens
-	n.DICOMweb.Authorize = func(w http.ResponseWriter, r *http.Request, a dicomweb.Access) (string, bool) {
+	n.DICOMweb.Authorize = func(w http.ResponseWriter, r *http.Request, a dicomweb.Access) (dicomweb.Principal, bool) {
 		perm := auth.ReadImages
 		if a == dicomweb.Store {
 			perm = auth.StoreImages
 		}
 		if p, ok, handled := n.authorizeSession(w, r, perm); handled {
-			return p.User, ok
+			return dicomweb.Principal{User: p.User, Study: n.studyScope(p)}, ok
 		}
 		p, err := tokens.Authorize(r, perm)
 		if err != nil {
@@ -47,9 +49,9 @@ func (n *Node) openDICOMweb() error {
 				n.Logger.Warn("DICOMweb authentication refused", "remote", r.RemoteAddr, "path", r.URL.Path, "token", auth.TokenID(bearer(r)), "user", p.User, "error", err)
 			}
 			auth.WriteChallenge(w, err)
-			return p.User, false
+			return dicomweb.Principal{User: p.User}, false
 		}
-		return p.User, true
+		return dicomweb.Principal{User: p.User, Study: n.studyScope(p)}, true
 	}
 	return nil
 }
@@ -57,4 +59,51 @@ func (n *Node) openDICOMweb() error {
 func bearer(r *http.Request) string {
 	t, _ := auth.BearerToken(r)
 	return t
+}
+
+// studyScope says which studies p may see: a requester those its site
+// sent (the site whose users list it, in the directory); every other role
+// all of them (nil).
+func (n *Node) studyScope(p auth.Principal) func(study string) bool {
+	if p.Role != auth.RoleRequester {
+		return nil
+	}
+	site, _, ok := n.reportDirectory().SiteFor("", p.User)
+	if !ok {
+		return func(string) bool { return false }
+	}
+	return func(study string) bool { return n.StudySite(study) == site }
+}
+
+// studySiteTTL bounds how long a study's site is remembered (the
+// directory can change through its API).
+const studySiteTTL = time.Minute
+
+type studySite struct {
+	site string
+	at   time.Time
+}
+
+// StudySite returns the site a study came from: the site of the calling AE
+// or STOW-RS user of its first image ("" when none matches).
+func (n *Node) StudySite(study string) string {
+	if v, ok := n.studySites.Load(study); ok && time.Since(v.(studySite).at) < studySiteTTL {
+		return v.(studySite).site
+	}
+	var first *storage.Instance
+	n.Index.StudyInstances(context.Background(), study, func(in *storage.Instance) error {
+		if in.Source.Channel == storage.ChannelGenerated {
+			return nil
+		}
+		if first == nil || in.ReceivedAt.Before(first.ReceivedAt) {
+			first = in
+		}
+		return nil
+	})
+	site := ""
+	if first != nil {
+		site, _, _ = n.reportDirectory().SiteFor(first.Source.CallingAE, first.Source.User)
+	}
+	n.studySites.Store(study, studySite{site, time.Now()})
+	return site
 }

@@ -61,17 +61,19 @@ type Node struct {
 
 	directory *directory.Directory // node/directory.go
 
-	disk     *diskGuard
-	apis     []apiRoute
-	reports  *report.Service
-	routing  *nodeRouting
-	dimse    *dimse.Server
-	http     *http.Server
-	dicomLn  net.Listener
-	httpLn   net.Listener
-	closers  []func() error
-	serveErr chan error
-	once     sync.Once
+	disk    *diskGuard
+	apis    []apiRoute
+	reports *report.Service
+	// studySites caches StudySite (study UID → studySite).
+	studySites sync.Map
+	routing    *nodeRouting
+	dimse      *dimse.Server
+	http       *http.Server
+	dicomLn    net.Listener
+	httpLn     net.Listener
+	closers    []func() error
+	serveErr   chan error
+	once       sync.Once
 }
 
 // Open opens storage and recovers it; it does not listen yet.

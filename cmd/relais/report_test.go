@@ -410,6 +410,21 @@ func TestReportWorkflowPublishesCDA(t *testing.T) {
 	if want, _ := os.ReadFile(cda1); !bytes.Equal(xmlDoc, want) {
 		t.Errorf("GET /reports/{id}?version=1 is not version 1's CDA")
 	}
+	// A requester sees its site's studies only, in searches and retrievals.
+	dw := fmt.Sprintf("http://127.0.0.1:%d/dicom-web", s.httpPort)
+	if l := httpGet(t, dw+"/studies", requester, "application/dicom+json", http.StatusOK); !bytes.Contains(l, []byte(studyA)) || bytes.Contains(l, []byte(studyB)) {
+		t.Errorf("a requester's QIDO lists: %s", l)
+	}
+	if l := httpGet(t, dw+"/instances?AccessionNumber=ACC-002", requester, "application/dicom+json", http.StatusOK); bytes.Contains(l, []byte(studyB)) {
+		t.Errorf("a requester finds another site's instances: %s", l)
+	}
+	httpGet(t, dw+"/studies/"+studyB+"/metadata", requester, "application/dicom+json", http.StatusNotFound)
+	httpGet(t, dw+"/studies/"+studyB, requester, "multipart/related; type=\"application/dicom\"", http.StatusNotFound)
+	httpGet(t, dw+"/studies/"+studyA+"/metadata", requester, "application/dicom+json", http.StatusOK)
+	if l := httpGet(t, dw+"/studies", radiologist, "application/dicom+json", http.StatusOK); !bytes.Contains(l, []byte(studyB)) {
+		t.Errorf("a radiologist does not see every study")
+	}
+
 	// A requester reads its site's reports only: another site's is not found.
 	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/reports/%s", s.httpPort, rb.ID), requester, "", http.StatusNotFound)
 	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/api/reports/%s", s.httpPort, rb.ID), requester, "", http.StatusNotFound)

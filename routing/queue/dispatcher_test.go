@@ -709,15 +709,15 @@ func TestSTOWRS(t *testing.T) {
 	rp := &ingest.Pipeline{Blobs: rb, Index: rix, Journal: rj, Limits: dicom.DefaultLimits(), ImplementationClassUID: "1.2.3", Duplicates: ingest.Reject}
 	srv := &dicomweb.Server{Index: rix, Blobs: rb, Journal: rj, Logger: slog.New(slog.DiscardHandler),
 		Ingest: rp,
-		Authorize: func(w http.ResponseWriter, r *http.Request, a dicomweb.Access) (string, bool) {
+		Authorize: func(w http.ResponseWriter, r *http.Request, a dicomweb.Access) (dicomweb.Principal, bool) {
 			if r.Header.Get("Authorization") != "Bearer s3cret" {
 				amu.Lock()
 				authFailures++
 				amu.Unlock()
 				http.Error(w, "no", http.StatusUnauthorized)
-				return "", false
+				return dicomweb.Principal{}, false
 			}
-			return "site-a", true
+			return dicomweb.Principal{User: "site-a"}, true
 		}}
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
