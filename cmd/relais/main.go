@@ -36,6 +36,7 @@ func main() {
 	root.AddCommand(directoryCmd())
 	root.AddCommand(kosCmd())
 	root.AddCommand(reportCmd())
+	root.AddCommand(requestCmd())
 	root.AddCommand(worklistCmd())
 	root.AddCommand(userCmd())
 	err := root.ExecuteContext(ctx)
