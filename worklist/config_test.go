@@ -18,15 +18,15 @@ calendars:
 	for name, tc := range map[string]struct{ yaml, key string }{
 		"reader without ready": {`routes: [{name: a, forward: [pacs], reader: cmartin}]`, "routes[0] (a).reader"},
 		"pool without ready":   {`routes: [{name: a, forward: [pacs], pool: pds}]`, "routes[0] (a).pool"},
-		"unknown pool":          {`routes: [{name: a, forward: [pacs], ready: true, pool: nope}]`, "routes[0] (a).pool"},
-		"reader and pool":       {`routes: [{name: a, forward: [pacs], ready: true, pool: pds, reader: x}]`, "routes[0] (a).pool"},
-		"assignment":            {`worklist: {assignment: random}`, "worklist.assignment"},
-		"sla priority":          {`worklist: {sla: {LOW: {claim: 1m}}}`, "worklist.sla.LOW"},
-		"sla order":             {`worklist: {sla: {STAT: {claim: 30m, report: 10m}}}`, "worklist.sla.STAT.report"},
-		"escalate_before":       {`worklist: {escalate_before: "1.5"}`, "worklist.escalate_before"},
-		"escalate_before pct":   {`worklist: {escalate_before: "150%"}`, "worklist.escalate_before"},
-		"webhook":               {`worklist: {escalation_webhook: "ftp://x"}`, "worklist.escalation_webhook"},
-		"negative lock":         {`worklist: {lock: -1m}`, "worklist.lock"},
+		"unknown pool":         {`routes: [{name: a, forward: [pacs], ready: true, pool: nope}]`, "routes[0] (a).pool"},
+		"reader and pool":      {`routes: [{name: a, forward: [pacs], ready: true, pool: pds, reader: x}]`, "routes[0] (a).pool"},
+		"assignment":           {`worklist: {assignment: random}`, "worklist.assignment"},
+		"sla priority":         {`worklist: {sla: {LOW: {claim: 1m}}}`, "worklist.sla.LOW"},
+		"sla order":            {`worklist: {sla: {STAT: {claim: 30m, report: 10m}}}`, "worklist.sla.STAT.report"},
+		"escalate_before":      {`worklist: {escalate_before: "1.5"}`, "worklist.escalate_before"},
+		"escalate_before pct":  {`worklist: {escalate_before: "150%"}`, "worklist.escalate_before"},
+		"webhook":              {`worklist: {escalation_webhook: "ftp://x"}`, "worklist.escalation_webhook"},
+		"negative lock":        {`worklist: {lock: -1m}`, "worklist.lock"},
 	} {
 		_, err := config.Parse([]byte(base + tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.key) {
