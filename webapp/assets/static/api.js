@@ -10,6 +10,8 @@ export async function loadSession() {
 }
 
 export function toLogin() {
+  if (session.ended) return;
+  session.ended = true;
   location.href = '/app/login?next=' + encodeURIComponent(location.pathname + location.search);
 }
 

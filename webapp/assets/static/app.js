@@ -16,6 +16,7 @@ async function start() {
   lo.textContent = t('logout');
   lo.id = 'logout';
   lo.addEventListener('click', async () => {
+    session.ended = true; // requests still in flight must not send to the login page with a next=
     await api('POST', '/app/logout', undefined, { headers: { Accept: 'application/json' }, allow401: true });
     location.href = '/app/login';
   });
@@ -52,7 +53,7 @@ async function route() {
   }
 }
 
-const stateOrder = ['scheduled', 'in_progress', 'reported', 'returned', 'cancelled'];
+const stateOrder = ['scheduled', 'in-progress', 'reported', 'returned', 'cancelled'];
 const prioRank = { STAT: 0, URGENT: 1, ROUTINE: 2 };
 
 function fmtTime(s) {
@@ -67,13 +68,13 @@ async function worklistPage(root) {
   const counts = el('div', { class: 'counts', id: 'wl-counts' });
   const status = el('span', { class: 'live', id: 'wl-live' }, t('offline'));
   const stateSel = el('select', { id: 'wl-state', onchange: () => { filters.state = stateSel.value; load(); } },
-    el('option', { value: '' }, t('all')), ...stateOrder.map((s) => el('option', { value: s }, t(s))));
+    el('option', { value: '' }, t('open')), ...stateOrder.map((s) => el('option', { value: s }, t(s))), el('option', { value: 'all' }, t('all')));
   const prioSel = el('select', { id: 'wl-priority', onchange: () => { filters.priority = prioSel.value; render(); } },
     el('option', { value: '' }, t('all')), ...['STAT', 'URGENT', 'ROUTINE'].map((s) => el('option', { value: s }, s)));
   const q = el('input', { type: 'search', id: 'wl-search', placeholder: t('search'), oninput: () => { filters.q = q.value.toLowerCase(); render(); } });
   const body = el('tbody');
   const table = el('table', { class: 'list', id: 'worklist' },
-    el('thead', {}, el('tr', {}, ...['priority', 'patient', 'accession', 'state', 'reader', 'ready', 'due'].map((k) => el('th', {}, t(k))))), body);
+    el('thead', {}, el('tr', {}, ...['priority', 'patient', 'accession', 'description', 'state', 'reader', 'ready', 'due', ''].map((k) => el('th', {}, k ? t(k) : '')))), body);
   const note = el('p', { class: 'note' });
   root.append(el('section', { class: 'page' },
     el('div', { class: 'toolbar' }, el('h2', {}, t('worklist')), status, el('label', {}, t('state'), ' ', stateSel), el('label', {}, t('priority'), ' ', prioSel), q),
@@ -86,21 +87,28 @@ async function worklistPage(root) {
   function render() {
     body.replaceChildren();
     let list = items.filter((it) => (!filters.priority || it.priority === filters.priority) &&
-      (!filters.state || it.state === filters.state) &&
+      (!filters.state || filters.state === 'all' || it.state === filters.state) &&
       (!filters.q || [it.patient_name, it.accession_number, it.reader, it.study_instance_uid].join(' ').toLowerCase().includes(filters.q)));
     list.sort((a, b) => (prioRank[a.priority] ?? 3) - (prioRank[b.priority] ?? 3) ||
       String(a.report_due || '9').localeCompare(String(b.report_due || '9')) || String(a.ready_at || '').localeCompare(String(b.ready_at || '')));
-    if (!list.length) body.append(el('tr', {}, el('td', { colspan: 7 }, t('noItems'))));
+    if (!list.length) body.append(el('tr', {}, el('td', { colspan: 9 }, t('noItems'))));
     for (const it of list) {
       const href = '/app/study/' + it.study_instance_uid;
       body.append(el('tr', { class: [it.late ? 'late' : '', 'prio-' + (it.priority || '').toLowerCase()].join(' '), 'data-study': it.study_instance_uid, 'data-id': it.id },
         el('td', {}, el('span', { class: 'badge prio-' + (it.priority || '').toLowerCase() }, it.priority || ''), it.late ? el('span', { class: 'badge late' }, t('late')) : null),
         el('td', {}, el('a', { href }, personName(it.patient_name) || it.study_instance_uid)),
         el('td', {}, it.accession_number || ''),
-        el('td', {}, t(it.state || '')),
-        el('td', {}, it.reader || it.pool || ''),
+        el('td', {}, [(it.modalities || []).join('/'), it.description].filter(Boolean).join(' · ')),
+        el('td', { class: 'state' }, t(it.state || '')),
+        el('td', {}, it.claimed_by || it.reader || (it.pool ? '⟨' + it.pool + '⟩' : '')),
         el('td', {}, fmtTime(it.ready_at)),
-        el('td', {}, fmtTime(it.report_due))));
+        el('td', {}, fmtTime(it.report_due)),
+        el('td', {}, session.role === 'radiologist' && it.state === 'scheduled'
+          ? el('button', { type: 'button', class: 'claim', onclick: async () => {
+            const r = await api('POST', '/api/worklist/' + encodeURIComponent(it.id) + '/claim', {});
+            if (r.ok) go(href); else { const j = await r.json().catch(() => ({})); note.textContent = t('claim') + ': ' + r.status + ' ' + (j.error || ''); }
+          } }, t('claim'))
+          : null)));
     }
   }
 

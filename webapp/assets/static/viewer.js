@@ -256,6 +256,18 @@ export async function openStudy(root, studyUID) {
         const o = i << 2;
         out[o] = g; out[o + 1] = g; out[o + 2] = g; out[o + 3] = 255;
       }
+      if (f.range === undefined) {
+        // The frame's range of modality values (shown in the overlay).
+        let lo = Infinity, hi = -Infinity;
+        const sh = p.bits === 8 ? 24 : 16;
+        for (let i = 0; i < src.length; i++) {
+          const v = p.signed ? (src[i] << (32 - sh)) >> (32 - sh) : src[i];
+          if (v < lo) lo = v;
+          if (v > hi) hi = v;
+        }
+        f.range = [lo * p.slope + p.intercept, hi * p.slope + p.intercept];
+      }
+      canvas.dataset.range = f.range.map((x) => Math.round(x)).join('..');
     }
     offctx.putImageData(img, 0, 0);
   }
@@ -327,7 +339,7 @@ export async function openStudy(root, studyUID) {
     canvas.dataset.wc = String(s.wc); canvas.dataset.ww = String(s.ww);
     document.getElementById('image-number').textContent = t('image') + ' ' + number + ' (' + (i + 1) + '/' + s.instances.length + ')';
     document.getElementById('wl-value').textContent = 'C ' + Math.round(s.wc) + ' / W ' + Math.round(s.ww);
-    overlayBL.textContent = (s.modality || '') + ' ' + s.desc + (s.rendered ? ' · ' + t('compressed') : '') + (p.spacing ? ' · ' + p.spacing.map((x) => x.toFixed(2)).join('×') + ' mm' : '');
+    overlayBL.textContent = (s.modality || '') + ' ' + s.desc + (s.rendered ? ' · ' + t('compressed') : '') + (canvas.dataset.range ? ' · [' + canvas.dataset.range + ']' : '') + (p.spacing ? ' · ' + p.spacing.map((x) => x.toFixed(2)).join('×') + ' mm' : '');
     overlayBR.textContent = 'x' + (scale / (window.devicePixelRatio || 1)).toFixed(2);
     const ms = list.length ? list.map((m) => lengthMM(m, p)).map((L) => L.v.toFixed(1) + ' ' + L.unit).join(', ') : '';
     canvas.dataset.measures = ms;
