@@ -100,3 +100,11 @@ func (s *store) setWatermark(seq uint64) {
 	binary.BigEndian.PutUint64(v[:], seq)
 	s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("wm"), v[:]) })
 }
+
+func (s *store) hasWatermark() bool {
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get([]byte("wm"))
+		return err
+	})
+	return err == nil
+}

@@ -222,6 +222,11 @@ func Open(d Deps) (*Worklist, error) {
 		st.close()
 		return nil, err
 	}
+	if d.Journal != nil && !st.hasWatermark() {
+		// A new worklist (a new node, or one that had none): the
+		// study.ready events already journaled are history, not work.
+		st.setWatermark(d.Journal.LastSeq())
+	}
 	if d.Metrics != nil {
 		if err := w.m.register(d.Metrics); err != nil {
 			st.close()

@@ -547,3 +547,24 @@ func counterValue(c prometheus.Counter) float64 {
 	c.Write(&m)
 	return m.GetCounter().GetValue()
 }
+
+func TestNewWorklistIgnoresPastReadyEvents(t *testing.T) {
+	j, err := journal.Open(t.TempDir(), journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	data, _ := json.Marshal(routing.StudyReady{Route: "stroke", Study: "11.1", Priority: config.PriorityStat, Time: night, Reader: "cmartin"})
+	if _, err := j.Append(context.Background(), &journal.Event{Kind: "study.ready", StudyUID: "11.1", Data: data}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Open(Deps{Dir: t.TempDir(), Journal: j})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.replay(context.Background())
+	if _, err := w.Get(ItemID("11.1", "stroke")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a new worklist replayed a study.ready journaled before it existed: %v", err)
+	}
+}
