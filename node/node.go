@@ -177,6 +177,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, err
 		n.Close()
 		return nil, fmt.Errorf("node: worklist: %w", err)
 	}
+	if err := n.openAdmin(); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: admin: %w", err)
+	}
 	if err := n.openUPS(); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("node: ups: %w", err)
