@@ -29,10 +29,12 @@ const e2eDir = "../../webapp/testdata/e2e"
 // bench generator; RELAIS_E2E_INSTANCES changes it) arrives with storescu
 // from a site's modality; a radiologist created with `relais user add`
 // checks that an unauthenticated browser gets only the login page, logs
-// in, opens the study (first-image time measured), scrolls the stack,
+// in, finds the STAT study at the top of the worklist (above a routine
+// study that arrived earlier), opens the study (first-image time measured), scrolls the stack,
 // applies window presets, measures, flags a key image, writes a report
 // from the stroke template and signs it; the CDA then reaches the site's
-// storescp. Screenshots of each step go to RELAIS_ARTIFACTS (default
+// storescp and the worklist shows the item reported or returned (live,
+// through the SSE stream). Screenshots of each step go to RELAIS_ARTIFACTS (default
 // webapp/testdata/e2e/artifacts). chromium and node are required (never
 // skipped).
 func TestWebAppE2E(t *testing.T) {
@@ -90,8 +92,19 @@ func TestWebAppE2E(t *testing.T) {
 	if out, _, code := runRelais(t, "user", "list", "--data", data); code != 0 || !strings.Contains(out, "cmartin") || strings.Contains(out, password) {
 		t.Fatalf("user list: exit %d: %s", code, out)
 	}
-	s := startServer(t, data, reportConfig(nord.port, freePort(t)))
+	// Routes put the studies on the worklist (immediate mode): the stroke
+	// protocol STAT, anything else ROUTINE, both for cmartin.
+	cfg := reportConfig(nord.port, freePort(t)) + `routes:
+  - {name: stroke, when: 'StudyDescription == "CT HEAD WITHOUT CONTRAST"', priority: STAT, mode: immediate, ready: true, reader: cmartin}
+  - {name: routine, priority: ROUTINE, mode: immediate, ready: true, reader: cmartin}
+`
+	s := startServer(t, data, cfg)
 	host, port := s.hostPort()
+	// A routine study arrives first; the STAT one must still be on top.
+	routine, routineFiles := reportStudy(t, t.TempDir(), "IPP555", "ACC-R1", "", 2)
+	if out, err := dcmtk(t, "storescu", append([]string{"-aet", "CT_NORD", "-aec", "RELAIS", host, port}, routineFiles...)...); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
 	start = time.Now()
 	if out, err := dcmtk(t, "storescu", append([]string{"-aet", "CT_NORD", "-aec", "RELAIS", host, port}, files...)...); err != nil {
 		t.Fatalf("storescu: %v\n%s", err, out)
@@ -104,7 +117,7 @@ func TestWebAppE2E(t *testing.T) {
 	cmd := exec.CommandContext(ctx, nodeBin, "run.mjs")
 	cmd.Dir = e2eDir
 	cmd.Env = append(os.Environ(), "RELAIS_URL="+base, "RELAIS_USER=cmartin", "RELAIS_PASSWORD="+password,
-		"RELAIS_STUDY="+study, "RELAIS_ARTIFACTS="+artifacts, "CHROMIUM="+chromium)
+		"RELAIS_STUDY="+study, "RELAIS_ROUTINE_STUDY="+routine, "RELAIS_ARTIFACTS="+artifacts, "CHROMIUM="+chromium)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start = time.Now()

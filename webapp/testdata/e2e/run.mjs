@@ -21,6 +21,7 @@ const base = process.env.RELAIS_URL;
 const user = process.env.RELAIS_USER;
 const password = process.env.RELAIS_PASSWORD;
 const study = process.env.RELAIS_STUDY;
+const routine = process.env.RELAIS_ROUTINE_STUDY || '';
 const artifacts = process.env.RELAIS_ARTIFACTS || path.join(path.dirname(new URL(import.meta.url).pathname), 'artifacts');
 for (const [k, v] of Object.entries({ RELAIS_URL: base, RELAIS_USER: user, RELAIS_PASSWORD: password, RELAIS_STUDY: study })) {
   if (!v) { console.error(k + ' is not set'); process.exit(2); }
@@ -108,6 +109,20 @@ try {
     const c = cookies.find((x) => x.name === 'relais_session');
     assert.ok(c && c.httpOnly && c.sameSite === 'Strict', 'session cookie HttpOnly SameSite=Strict: ' + JSON.stringify(c));
     assert.equal(await page.locator('#whoami').innerText(), user + ' (radiologist)');
+  });
+
+  await step('worklist', async () => {
+    await page.click('#nav a[data-nav="worklist"]');
+    await page.waitForSelector('#worklist tbody tr[data-study]');
+    await page.waitForSelector('#wl-live.on', { timeout: 10000 });
+    const rows = page.locator('#worklist tbody tr[data-study]');
+    assert.ok((await rows.count()) >= (routine ? 2 : 1), 'worklist rows');
+    assert.equal(await rows.first().getAttribute('data-study'), study, 'the STAT study is on top');
+    assert.match(await rows.first().locator('td').first().innerText(), /STAT/);
+    assert.match(await rows.first().locator('td.state').innerText(), /à lire/);
+    if (routine) assert.equal(await rows.nth(1).getAttribute('data-study'), routine, 'the routine study below');
+    const counts = await page.locator('#wl-counts').innerText();
+    assert.match(counts, /à lire\s*\n?\s*2/, 'counts per state: ' + counts);
   });
 
   await step('studies', async () => {
@@ -219,6 +234,20 @@ try {
     results.reportID = body.id;
     results.notices = await page.locator('#report-notices li').allInnerTexts();
     assert.ok(await page.locator('#f-findings').isDisabled(), 'a signed report is read-only');
+  });
+
+  await step('worklist-reported', async () => {
+    // The worklist follows the signature (reported, then returned when the
+    // CDA is delivered) through its event stream, without a reload.
+    await page.click('#nav a[data-nav="worklist"]');
+    await page.selectOption('#wl-state', 'all');
+    await page.waitForFunction((uid) => {
+      const td = document.querySelector(`#worklist tr[data-study="${uid}"] td.state`);
+      return td && /rédigé|rendu/.test(td.textContent);
+    }, study, { timeout: 20000 });
+    results.worklistState = await page.locator(`#worklist tr[data-study="${study}"] td.state`).innerText();
+    await page.goBack();
+    await page.waitForSelector('#report-state[data-state="signed"]');
   });
 
   await step('english', async () => {
