@@ -68,7 +68,7 @@ async function worklistPage(root) {
   const counts = el('div', { class: 'counts', id: 'wl-counts' });
   const status = el('span', { class: 'live', id: 'wl-live' }, t('offline'));
   const stateSel = el('select', { id: 'wl-state', onchange: () => { filters.state = stateSel.value; load(); } },
-    el('option', { value: '' }, t('open')), ...stateOrder.map((s) => el('option', { value: s }, t(s))), el('option', { value: 'all' }, t('all')));
+    el('option', { value: '' }, t('openStates')), ...stateOrder.map((s) => el('option', { value: s }, t(s))), el('option', { value: 'all' }, t('all')));
   const prioSel = el('select', { id: 'wl-priority', onchange: () => { filters.priority = prioSel.value; render(); } },
     el('option', { value: '' }, t('all')), ...['STAT', 'URGENT', 'ROUTINE'].map((s) => el('option', { value: s }, s)));
   const q = el('input', { type: 'search', id: 'wl-search', placeholder: t('search'), oninput: () => { filters.q = q.value.toLowerCase(); render(); } });
