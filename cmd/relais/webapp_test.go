@@ -111,13 +111,36 @@ func TestWebAppE2E(t *testing.T) {
 	}
 	t.Logf("stored %d instances in %s", n, time.Since(start).Round(time.Millisecond))
 	base := fmt.Sprintf("http://127.0.0.1:%d", s.httpPort)
+	admin := createToken(t, data, "check", "admin")
+
+	// The site's request, with the patient's consent, linked to the study:
+	// the viewer shows it beside the images.
+	reqBody := `{"site":"ch-nord","requester":{"name":"Dr Urgentiste NORD","rpps":"10001111111"},
+	  "patient":{"name":"BENCH","first_names":"SYNTHETIC","sex":"U","birth_date":"19700101","local_id":"BENCH0001"},
+	  "clinical_information":"Hémiplégie gauche brutale à 2 h 10.","question":"AVC ischémique ? hémorragie ?","urgency":"STAT",
+	  "study_instance_uid":"` + study + `","consent":{"status":"given","method":"oral","text":"Patient informé, accord oral."}}`
+	hreq, _ := http.NewRequest("POST", base+"/api/requests", strings.NewReader(reqBody))
+	hreq.Header.Set("Authorization", "Bearer "+admin)
+	hreq.Header.Set("Content-Type", "application/json")
+	withRequest := "0"
+	if resp, err := http.DefaultClient.Do(hreq); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusCreated {
+			withRequest = "1"
+		} else {
+			t.Logf("request not recorded (%d: %s): the viewer's request panel is not checked", resp.StatusCode, b)
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, nodeBin, "run.mjs")
 	cmd.Dir = e2eDir
 	cmd.Env = append(os.Environ(), "RELAIS_URL="+base, "RELAIS_USER=cmartin", "RELAIS_PASSWORD="+password,
-		"RELAIS_STUDY="+study, "RELAIS_ROUTINE_STUDY="+routine, "RELAIS_ARTIFACTS="+artifacts, "CHROMIUM="+chromium)
+		"RELAIS_STUDY="+study, "RELAIS_ROUTINE_STUDY="+routine, "RELAIS_WITH_REQUEST="+withRequest, "RELAIS_ARTIFACTS="+artifacts, "CHROMIUM="+chromium)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start = time.Now()
@@ -157,9 +180,8 @@ func TestWebAppE2E(t *testing.T) {
 	}
 
 	// The signed report reached the site's PACS as Encapsulated CDA.
-	tok := createToken(t, data, "check", "admin")
 	req, _ := http.NewRequest("GET", base+"/api/reports/"+res.ReportID, nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Authorization", "Bearer "+admin)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

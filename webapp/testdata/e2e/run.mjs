@@ -148,6 +148,14 @@ try {
     assert.equal(await page.locator('#viewport').getAttribute('data-instance-number'), '1');
     assert.match(await page.locator('#image-number').innerText(), /^Im 1 \(1\/\d+\)$/);
     assert.ok((await page.locator('.series-item').count()) >= 1, 'series list');
+    if (process.env.RELAIS_WITH_REQUEST === '1') {
+      // The request and the consent beside the images.
+      await page.waitForSelector('#request-panel dl[data-request]');
+      const text = await page.locator('#request-panel').innerText();
+      assert.match(text, /Consentement\s+donné \(oral\)/, 'consent shown: ' + text);
+      assert.match(text, /AVC ischémique \? hémorragie \?/);
+      assert.match(text, /STAT/);
+    }
     await page.waitForFunction(() => [...document.querySelectorAll('.series-item img')].every((i) => i.complete && i.naturalWidth > 0), null, { timeout: 15000 });
   });
 
