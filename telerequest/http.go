@@ -82,6 +82,7 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 			s.writeError(w, r, a.User, err)
 			return
 		}
+		s.viewed(a, rq, r.RemoteAddr)
 		writeJSON(w, http.StatusOK, rq)
 	})
 	mux.HandleFunc("PATCH "+PathPrefix+"/{id}", func(w http.ResponseWriter, r *http.Request) {

@@ -304,8 +304,8 @@ func (s *Service) OnInstance(inst *storage.Instance) {
 	if inst == nil || inst.Source.Channel == storage.ChannelGenerated {
 		return
 	}
-	if len(s.d.Store.Waiting(strings.TrimSpace(inst.Attrs[tagAccession]), inst.StudyInstanceUID)) == 0 {
-		return // no request waits for it
+	if s.matching.Load() == 0 && len(s.d.Store.Waiting(strings.TrimSpace(inst.Attrs[tagAccession]), inst.StudyInstanceUID)) == 0 {
+		return // no request waits for it (and none is being recorded)
 	}
 	select {
 	case s.inbox <- incoming{study: inst.StudyInstanceUID, attrs: maps.Clone(inst.Attrs), source: inst.Source}:
@@ -327,7 +327,12 @@ func (s *Service) Match(ctx context.Context, inst *storage.Instance) {
 }
 
 func (s *Service) handle(ctx context.Context, in incoming) {
+	// Under the lock: a request being recorded (or given new keys) is
+	// either in the store already or has searched the index after this
+	// instance was indexed.
+	s.mu.Lock()
 	ids := s.d.Store.Waiting(strings.TrimSpace(in.attrs[tagAccession]), in.study)
+	s.mu.Unlock()
 	if len(ids) == 0 {
 		return
 	}

@@ -71,6 +71,10 @@ type Service struct {
 	inbox   chan incoming
 	kick    chan struct{}
 	dropped atomic.Uint64
+	// matching counts the changes searching the index for their study
+	// (create, new keys): while one runs, OnInstance hands every instance
+	// over, so that one indexed after the search is not missed.
+	matching atomic.Int32
 }
 
 // New returns the service.
@@ -188,6 +192,8 @@ func (s *Service) Create(ctx context.Context, a Actor, in NewRequest) (*Request,
 		r.Consent = &Consent{Status: c.Status, Method: c.Method, Text: c.Text, RecordedBy: a.User, RecordedAt: now}
 		r.History = append(r.History, Change{At: now, User: a.User, Kind: KindConsent, Reason: "consent " + c.Status + " (" + c.Method + ")"})
 	}
+	s.matching.Add(1)
+	defer s.matching.Add(-1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.matchIndex(ctx, r, now)
@@ -372,6 +378,21 @@ func (s *Service) emit(r *Request, n int) {
 	}
 }
 
+// KindViewed is journaled when a user opens a request (who, which, from
+// where): it carries the patient's identity and clinical information.
+const KindViewed = "request.viewed"
+
+func (s *Service) viewed(a Actor, r *Request, addr string) {
+	if s.d.Journal == nil {
+		return
+	}
+	study := ""
+	if r.StudyLinked {
+		study = r.StudyUID
+	}
+	s.d.Journal.AppendAsync(&journal.Event{Kind: KindViewed, User: a.User, Addr: addr, StudyUID: study, Reason: "request " + r.ID + " viewed"})
+}
+
 // Patch changes fields of a request; nil fields are left as they are.
 type Patch struct {
 	Requester           *Physician    `json:"requester,omitempty"`
@@ -405,6 +426,10 @@ type PatientPatch struct {
 func (s *Service) Update(ctx context.Context, a Actor, id string, p Patch, rev int) (*Request, error) {
 	if err := mayWrite(a, "change"); err != nil {
 		return nil, err
+	}
+	if p.AccessionNumber != nil || p.StudyUID != nil {
+		s.matching.Add(1)
+		defer s.matching.Add(-1)
 	}
 	return s.change(ctx, &a, id, rev, func(r *Request, now time.Time) error {
 		prev := map[string]string{}

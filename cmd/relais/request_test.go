@@ -171,6 +171,13 @@ func TestRequestConsentAndReconciliation(t *testing.T) {
 	if len(journalKinds(t, data, "request.created")) != 2 || len(journalKinds(t, data, "request.consent")) != 1 {
 		t.Errorf("journal: want 2 request.created and 1 request.consent")
 	}
+	viewed := false
+	for _, ev := range journalKinds(t, data, "request.viewed") {
+		viewed = viewed || (ev.User == "urg-nord" && ev.Addr != "" && strings.Contains(ev.Reason, r.ID))
+	}
+	if !viewed {
+		t.Error("the requester's views of the request are not journaled (request.viewed with user and address)")
+	}
 	if out, _, code := requestCLI(t, s, radiologist, "list", "--study", study1, "--json"); code != 0 || !strings.Contains(out, r.ID) {
 		t.Fatalf("GET /api/requests?study=: %s", out)
 	}
