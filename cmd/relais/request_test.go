@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -253,5 +254,26 @@ func TestRequestConsentAndReconciliation(t *testing.T) {
 	}
 	if _, got := getRequest(t, s, admin, waiting.ID); got == nil || got.State != telerequest.Cancelled || len(got.History) != 2 {
 		t.Fatalf("the cancelled request after a restart: %+v", got)
+	}
+}
+
+func TestServeRefusesBadRequestsConfiguration(t *testing.T) {
+	for _, tc := range []struct{ yaml, key string }{
+		{"requests:\n  sweep_interval: 10ms\n", "requests.sweep_interval"},
+		{"requests:\n  buffer: -1\n", "requests.buffer"},
+		{"requests:\n  sweep: 1m\n", "sweep"},
+	} {
+		p := filepath.Join(t.TempDir(), "bad.yaml")
+		if err := os.WriteFile(p, []byte(tc.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(relaisBin, "serve", "--config", p, "--data", t.TempDir(), "--dicom-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0").CombinedOutput()
+		if err == nil {
+			t.Errorf("%q: serve started", tc.yaml)
+			continue
+		}
+		if !strings.Contains(string(out), tc.key) {
+			t.Errorf("%q: the message does not name %s:\n%s", tc.yaml, tc.key, out)
+		}
 	}
 }
