@@ -185,10 +185,15 @@ type Reconciliation struct {
 
 // Change is one entry of a request's history.
 type Change struct {
-	At     time.Time `json:"at"`
-	User   string    `json:"user"`
-	Kind   string    `json:"kind"` // the journal kind
-	Reason string    `json:"reason,omitempty"`
+	At   time.Time `json:"at"`
+	User string    `json:"user"`
+	Kind string    `json:"kind"` // the journal kind
+	// Reason says what changed, with ids only: it is journaled.
+	Reason string `json:"reason,omitempty"`
+	// Note is the user's own words (why a study was linked or the request
+	// cancelled): kept in the record, not journaled, as it may name the
+	// patient.
+	Note string `json:"note,omitempty"`
 	// Previous holds the values the change replaced, by field name (JSON).
 	Previous map[string]string `json:"previous,omitempty"`
 }

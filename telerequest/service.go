@@ -687,7 +687,7 @@ func (s *Service) Link(ctx context.Context, a Actor, id string, in LinkInput) (*
 		prev := map[string]string{"study_instance_uid": r.StudyUID, "accession_number": r.AccessionNumber}
 		s.link(r, c, a.User, now)
 		r.RejectedStudies = slices.DeleteFunc(r.RejectedStudies, func(x string) bool { return x == c.Study })
-		r.History = append(r.History, Change{At: now, User: a.User, Kind: KindLinked, Reason: "study " + c.Study + " linked by hand: " + in.Reason, Previous: prev})
+		r.History = append(r.History, Change{At: now, User: a.User, Kind: KindLinked, Reason: "study " + c.Study + " linked by hand", Note: in.Reason, Previous: prev})
 		return nil
 	})
 }
@@ -713,10 +713,10 @@ func (s *Service) Unlink(ctx context.Context, a Actor, id, reason string) (*Requ
 			study = r.StudyUID
 			prev := map[string]string{"study_instance_uid": r.StudyUID, "linked_by": r.LinkedBy}
 			r.StudyLinked, r.LinkedBy, r.LinkedAt, r.StudyUID = false, "", nil, ""
-			r.History = append(r.History, Change{At: now, User: a.User, Kind: KindReconciliation, Reason: "study " + study + " unlinked by hand: " + reason, Previous: prev})
+			r.History = append(r.History, Change{At: now, User: a.User, Kind: KindReconciliation, Reason: "study " + study + " unlinked by hand", Note: reason, Previous: prev})
 		case r.Reconciliation != nil:
 			study = r.Reconciliation.StudyUID
-			r.History = append(r.History, Change{At: now, User: a.User, Kind: KindReconciliation, Reason: "candidate study " + study + " rejected by hand: " + reason})
+			r.History = append(r.History, Change{At: now, User: a.User, Kind: KindReconciliation, Reason: "candidate study " + study + " rejected by hand", Note: reason})
 			r.Reconciliation = nil
 		default:
 			return fmt.Errorf("%w: request %s has no linked study and no reconciliation pending", ErrState, r.ID)
@@ -744,7 +744,7 @@ func (s *Service) Cancel(ctx context.Context, a Actor, id, reason string) (*Requ
 	return s.change(ctx, &a, id, 0, func(r *Request, now time.Time) error {
 		prev := map[string]string{"state": string(r.State)}
 		r.Cancelled, r.CancelReason = true, reason
-		r.History = append(r.History, Change{At: now, User: a.User, Kind: KindCancelled, Reason: "cancelled (was " + string(r.State) + "; reason in the request)", Previous: prev})
+		r.History = append(r.History, Change{At: now, User: a.User, Kind: KindCancelled, Reason: "cancelled (was " + string(r.State) + ")", Note: reason, Previous: prev})
 		return nil
 	})
 }

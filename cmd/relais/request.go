@@ -359,7 +359,11 @@ func printRequest(w io.Writer, r *telerequest.Request) {
 	tw.Flush()
 	fmt.Fprintln(w, "history:")
 	for _, h := range r.History {
-		fmt.Fprintf(w, "  %s  %-22s %-10s %s\n", h.At.Format("2006-01-02 15:04:05"), h.Kind, h.User, h.Reason)
+		reason := h.Reason
+		if h.Note != "" {
+			reason += ": " + h.Note
+		}
+		fmt.Fprintf(w, "  %s  %-22s %-10s %s\n", h.At.Format("2006-01-02 15:04:05"), h.Kind, h.User, reason)
 	}
 }
 

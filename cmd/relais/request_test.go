@@ -239,6 +239,20 @@ func TestRequestConsentAndReconciliation(t *testing.T) {
 	if c.State != telerequest.Cancelled {
 		t.Fatalf("cancelled: %+v", c)
 	}
+	if got := c.History[len(c.History)-1]; got.Note != "patient transféré au CHU" || got.User != "urg-nord" {
+		t.Fatalf("the cancellation in the history: %+v", got)
+	}
+	for _, kind := range []string{"request.cancelled", "request.linked"} {
+		evs := journalKinds(t, data, kind)
+		if len(evs) == 0 {
+			t.Fatalf("no %s event", kind)
+		}
+		for _, ev := range evs {
+			if strings.Contains(ev.Reason, "CHU") || strings.Contains(ev.Reason, "urgences") || strings.Contains(string(ev.Data), "CHU") {
+				t.Errorf("%s journals the user's free text (may name the patient): %q", kind, ev.Reason)
+			}
+		}
+	}
 	if _, errs, code := requestCLI(t, s, nord, "consent", waiting.ID, "--status", "given", "--method", "oral"); code == 0 || !strings.Contains(errs, "409") {
 		t.Fatalf("consent on a cancelled request: exit %d %q; want 409", code, errs)
 	}
