@@ -63,6 +63,7 @@ func (w *Worklist) Handler(authorize Authorizer) http.Handler {
 		if items == nil {
 			items = []*Item{}
 		}
+		w.current(r, items...)
 		writeJSON(rw, http.StatusOK, ListResponse{Items: items, Counts: counts})
 	})
 	mux.HandleFunc("GET "+PathPrefix+"/events", func(rw http.ResponseWriter, r *http.Request) {
@@ -80,6 +81,7 @@ func (w *Worklist) Handler(authorize Authorizer) http.Handler {
 			writeErr(rw, err)
 			return
 		}
+		w.current(r, it)
 		writeJSON(rw, http.StatusOK, it)
 	})
 	mux.HandleFunc("POST "+PathPrefix+"/{id}/{action}", func(rw http.ResponseWriter, r *http.Request) {
@@ -139,6 +141,25 @@ func (w *Worklist) Handler(authorize Authorizer) http.Handler {
 		writeJSON(rw, http.StatusOK, it)
 	})
 	return mux
+}
+
+// current shows the open items' studies as they are now (an immediate
+// route makes a study ready at its first image: more arrive after).
+func (w *Worklist) current(r *http.Request, items ...*Item) {
+	if w.d.Study == nil {
+		return
+	}
+	for _, it := range items {
+		if !it.Open() {
+			continue
+		}
+		if info, err := w.d.Study(r.Context(), it.StudyUID); err == nil {
+			it.Instances = max(it.Instances, info.Instances)
+			if len(info.Modalities) > 0 {
+				it.Modalities = info.Modalities
+			}
+		}
+	}
 }
 
 func validState(s string) bool {

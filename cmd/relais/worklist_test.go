@@ -205,7 +205,7 @@ func TestWorklistStrokeAtNight(t *testing.T) {
 	t.Logf("STAT item on the worklist %s after storescu finished", time.Since(acked).Round(time.Millisecond))
 	night, _ := time.Parse(time.RFC3339, worklistNight)
 	if si.Priority != "STAT" || si.Reader != "cmartin" || si.Pool != "pds" || si.State != worklist.Scheduled ||
-		si.Accession != "ACC-001" || si.Site != "ch-nord" || !slices.Contains(si.Modalities, "CT") ||
+		si.Accession != "ACC-001" || si.Site != "ch-nord" || si.Instances != 3 || !slices.Contains(si.Modalities, "CT") ||
 		si.ReadyAt.Before(night) || si.ReadyAt.After(night.Add(time.Minute)) {
 		t.Fatalf("STAT item: %+v; want STAT for cmartin (on call at night in pool pds), ACC-001, site ch-nord, ready at the injected night", si)
 	}
