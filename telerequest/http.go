@@ -162,6 +162,13 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 	mux.HandleFunc("POST "+PathPrefix+"/{id}/cancel", reasoned(func(a Actor, r *http.Request, reason string) (*Request, error) {
 		return s.Cancel(r.Context(), a, r.PathValue("id"), reason)
 	}))
+	mux.HandleFunc("DELETE "+PathPrefix+"/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := actor(w, r, auth.StoreImages); !ok {
+			return
+		}
+		w.Header().Set("Allow", "GET, PATCH")
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "a request is never deleted: cancel it with a reason (POST " + PathPrefix + "/{id}/cancel)"})
+	})
 	mux.HandleFunc(PathPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such request route: " + r.Method + " " + r.URL.Path})
 	})

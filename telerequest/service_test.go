@@ -564,3 +564,54 @@ func FuzzHandler(f *testing.F) {
 		}
 	})
 }
+
+func TestHandlerStatuses(t *testing.T) {
+	e := newEnv(t)
+	r, err := e.s.Create(context.Background(), nordReq, newRequest("ACC-H"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := func(a Actor) http.Handler {
+		return e.s.Handler(func(w http.ResponseWriter, rq *http.Request, perm auth.Permission) (auth.Principal, bool) {
+			return auth.Principal{User: a.User, Role: a.Role}, true
+		})
+	}
+	for _, tc := range []struct {
+		who          Actor
+		method, path string
+		ctype, body  string
+		want         int
+	}{
+		{nordReq, "GET", "/api/requests/" + r.ID, "", "", 200},
+		{sudReq, "GET", "/api/requests/" + r.ID, "", "", 404},
+		{radiologue, "GET", "/api/requests/" + r.ID, "", "", 200},
+		{nordReq, "GET", "/api/requests/rq-nope", "", "", 404},
+		{nordReq, "GET", "/api/requests/..%2F..%2Fetc%2Fpasswd", "", "", 404},
+		{nordReq, "GET", "/api/requests?state=later", "", "", 400},
+		{sudReq, "GET", "/api/requests?site=nord", "", "", 403},
+		{homeless, "GET", "/api/requests", "", "", 403},
+		{nordReq, "POST", "/api/requests/" + r.ID + "/cancel", "application/json", `{}`, 400},
+		{nordReq, "POST", "/api/requests/" + r.ID + "/cancel", "text/plain", `{"reason":"x"}`, 415},
+		{nordReq, "POST", "/api/requests/" + r.ID + "/consent", "application/json", `{"status":"given","method":"oral","extra":1}`, 400},
+		{radiologue, "POST", "/api/requests", "application/json", `{}`, 403},
+		{nordReq, "POST", "/api/requests", "application/json", `{"requester":{"name":"Dr X"},"patient":{"name":"Y"}}`, 400},
+		{nordReq, "DELETE", "/api/requests/" + r.ID, "", "", 405},
+		{nordReq, "POST", "/api/requests/" + r.ID + "/unlink", "application/json", `{"reason":"x"}`, 409},
+		{nordReq, "POST", "/api/requests/" + r.ID + "/link", "application/json", `{"accession_number":"ACC-H","reason":"x"}`, 404},
+		{nordReq, "PATCH", "/api/requests/" + r.ID, "application/json", `{"revision": 99, "question": "?"}`, 409},
+		{nordReq, "POST", "/api/requests/" + r.ID + "/cancel", "application/json", `{"reason":"doublon"}`, 200},
+		{nordReq, "PATCH", "/api/requests/" + r.ID, "application/json", `{"question": "?"}`, 409},
+	} {
+		rq := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+		if tc.ctype != "" {
+			rq.Header.Set("Content-Type", tc.ctype)
+		}
+		w := httptest.NewRecorder()
+		as(tc.who).ServeHTTP(w, rq)
+		if w.Code != tc.want || !strings.Contains(w.Header().Get("Content-Type"), "application/json") {
+			t.Errorf("%s %s %s as %s: %d %s, want %d", tc.method, tc.path, tc.body, tc.who.User, w.Code, w.Body, tc.want)
+		} else if w.Code >= 400 && !strings.Contains(w.Body.String(), `"error"`) {
+			t.Errorf("%s %s: %d without an error: %s", tc.method, tc.path, w.Code, w.Body)
+		}
+	}
+}
