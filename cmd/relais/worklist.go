@@ -73,7 +73,7 @@ OVERDUE.`,
 			if err := json.Unmarshal(b, &lr); err != nil {
 				return fmt.Errorf("unexpected answer: %w", err)
 			}
-			printWorklist(os.Stdout, lr, time.Now())
+			printWorklist(os.Stdout, lr)
 			return nil
 		},
 	}
@@ -151,12 +151,14 @@ OVERDUE.`,
 	return cmd
 }
 
-func printWorklist(w io.Writer, lr worklist.ListResponse, now time.Time) {
+// printWorklist prints the items with the deadline each works against
+// (the claim's until claimed, then the report's), in the server's clock.
+func printWorklist(w io.Writer, lr worklist.ListResponse) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tPRIORITY\tSTATE\tREADER\tSTUDY\tPATIENT\tDESCRIPTION\tDUE\tFLAGS")
 	for _, it := range lr.Items {
 		due := it.ReportDue
-		if it.State == worklist.Scheduled && it.ClaimedBy == "" && it.ClaimDue.After(now) {
+		if it.State == worklist.Scheduled && it.ClaimedAt.IsZero() {
 			due = it.ClaimDue
 		}
 		var flags []string

@@ -265,6 +265,7 @@ func TestWorklistStrokeAtNight(t *testing.T) {
 	if code != 0 || !strings.Contains(out, si.ID) || !strings.Contains(out, "OVERDUE") || strings.Index(out, si.ID) > strings.Index(out, ri.ID) {
 		t.Fatalf("relais worklist list: exit %d %s\n%s", code, errs, out)
 	}
+	t.Logf("relais worklist list --reader me:\n%s", out)
 	out, errs, code = wlCLI(t, s, martin, "claim", si.ID)
 	if code != 0 || !strings.Contains(out, "in-progress") {
 		t.Fatalf("relais worklist claim: exit %d %s\n%s", code, errs, out)
