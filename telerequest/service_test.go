@@ -615,3 +615,49 @@ func TestHandlerStatuses(t *testing.T) {
 		}
 	}
 }
+
+// hookIndex runs a hook (once) inside StudiesBy: an instance indexed
+// while a request is being recorded.
+type hookIndex struct {
+	storage.Index
+	once sync.Once
+	hook func()
+}
+
+func (h *hookIndex) StudiesBy(ctx context.Context, key storage.StudyKey, r storage.ValueRange, fn func(*storage.Study) error) error {
+	err := h.Index.StudiesBy(ctx, key, r, fn)
+	h.once.Do(h.hook)
+	return err
+}
+
+func TestInstanceDuringCreateIsNotMissed(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := newEnv(t)
+	hi := &hookIndex{Index: e.ix}
+	e.s.d.Index = hi
+	hi.hook = func() {
+		// The index search is done (it found nothing); the instance is
+		// indexed now and handed over before the request is stored.
+		e.s.OnInstance(e.store(t, "1.2.3.300", "ACC-R", "IPP123", "DUPONT^Jeanne Marie", "19800115", "CT_NORD"))
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); e.s.Run(ctx, time.Hour) }()
+	time.Sleep(20 * time.Millisecond) // the start sweep is over
+	r, err := e.s.Create(ctx, nordReq, newRequest("ACC-R"))
+	if err != nil || r.StudyLinked {
+		t.Fatalf("create: %v, linked %v (the hook stores the study after the search)", err, r != nil && r.StudyLinked)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if got, _ := e.s.Get(admin, r.ID); got.StudyLinked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the instance stored while the request was recorded was missed (the sweep is an hour away)")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
