@@ -105,6 +105,19 @@ func TestWebAppE2E(t *testing.T) {
 	if out, err := dcmtk(t, "storescu", append([]string{"-aet", "CT_NORD", "-aec", "RELAIS", host, port}, routineFiles...)...); err != nil {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
+	// A JPEG baseline study: the viewer falls back to /rendered.
+	jpegStudy, rawFiles := reportStudy(t, t.TempDir(), "IPP777", "ACC-J1", "", 3)
+	var jpegFiles []string
+	for _, f := range rawFiles {
+		out := strings.TrimSuffix(f, ".dcm") + "-jpeg.dcm"
+		if o, err := dcmtk(t, "dcmcjpeg", "+eb", "+Wm", f, out); err != nil {
+			t.Fatalf("dcmcjpeg: %v\n%s", err, o)
+		}
+		jpegFiles = append(jpegFiles, out)
+	}
+	if out, err := dcmtk(t, "storescu", append([]string{"-xy", "-aet", "CT_NORD", "-aec", "RELAIS", host, port}, jpegFiles...)...); err != nil {
+		t.Fatalf("storescu (JPEG): %v\n%s", err, out)
+	}
 	start = time.Now()
 	if out, err := dcmtk(t, "storescu", append([]string{"-aet", "CT_NORD", "-aec", "RELAIS", host, port}, files...)...); err != nil {
 		t.Fatalf("storescu: %v\n%s", err, out)
@@ -140,7 +153,7 @@ func TestWebAppE2E(t *testing.T) {
 	cmd := exec.CommandContext(ctx, nodeBin, "run.mjs")
 	cmd.Dir = e2eDir
 	cmd.Env = append(os.Environ(), "RELAIS_URL="+base, "RELAIS_USER=cmartin", "RELAIS_PASSWORD="+password,
-		"RELAIS_STUDY="+study, "RELAIS_ROUTINE_STUDY="+routine, "RELAIS_WITH_REQUEST="+withRequest, "RELAIS_ARTIFACTS="+artifacts, "CHROMIUM="+chromium)
+		"RELAIS_STUDY="+study, "RELAIS_ROUTINE_STUDY="+routine, "RELAIS_WITH_REQUEST="+withRequest, "RELAIS_JPEG_STUDY="+jpegStudy, "RELAIS_ARTIFACTS="+artifacts, "CHROMIUM="+chromium)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start = time.Now()
