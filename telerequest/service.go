@@ -312,6 +312,27 @@ func (s *Service) ForStudy(study string) []*Request {
 	return s.d.Store.All(func(r *Request) bool { return r.StudyLinked && r.StudyUID == study })
 }
 
+// ReadingAllowed tells the worklist whether a study may be sent for
+// reading: known is false when no request is linked to it (no
+// telemedicine request: the caller's policy decides); otherwise it is
+// allowed when one of its requests has the patient's consent given, and
+// why says what is missing.
+func (s *Service) ReadingAllowed(study string) (allowed, known bool, why string) {
+	rs := s.d.Store.All(func(r *Request) bool { return r.StudyLinked && r.StudyUID == study && !r.Cancelled })
+	if len(rs) == 0 {
+		return false, false, "no request is linked to the study"
+	}
+	for _, r := range rs {
+		if r.Consent != nil && r.Consent.Status == ConsentGiven {
+			return true, true, ""
+		}
+	}
+	if c := rs[0].Consent; c != nil && c.Status == ConsentRefused {
+		return false, true, "request " + rs[0].ID + ": the patient refused consent"
+	}
+	return false, true, "request " + rs[0].ID + ": awaiting the patient's consent"
+}
+
 // change applies fn to a copy of request id under the service lock: fn
 // appends History entries (each becomes a journal event); an error or no
 // entry writes nothing.

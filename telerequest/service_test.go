@@ -371,7 +371,16 @@ func TestImagesFirstThenRequest(t *testing.T) {
 	if !r.StudyLinked || r.StudyUID != "1.2.3.80" || r.State != AwaitingConsent || r.ReadyForReading {
 		t.Fatalf("images first: %+v", r)
 	}
+	if ok, known, why := e.s.ReadingAllowed("1.2.3.80"); ok || !known || !strings.Contains(why, "awaiting") {
+		t.Fatalf("reading allowed without consent: %v %v %q", ok, known, why)
+	}
+	if _, known, _ := e.s.ReadingAllowed("1.2.3.404"); known {
+		t.Fatal("a study without request is known")
+	}
 	if r, _ = e.s.RecordConsent(ctx, nordReq, r.ID, *given()); r.State != Linked || !r.ReadyForReading {
+		t.Fatalf("consent after the link: %+v", r)
+	}
+	if ok, _, _ := e.s.ReadingAllowed("1.2.3.80"); !ok {
 		t.Fatalf("consent after the link: %+v", r)
 	}
 	// By Study Instance UID too, learning the accession number.
