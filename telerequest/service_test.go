@@ -670,3 +670,24 @@ func TestInstanceDuringCreateIsNotMissed(t *testing.T) {
 	cancel()
 	<-done
 }
+
+func TestNamesCompareFolded(t *testing.T) {
+	for _, tc := range []struct {
+		req, img []string
+		same     bool
+	}{
+		{[]string{"Lefèvre-Dupré"}, []string{"LEFEVRE DUPRE"}, true},
+		{[]string{"MARTIN"}, []string{"MARTIN DUPONT"}, true}, // composite name
+		{[]string{"Œuvray"}, []string{"OEUVRAY"}, true},
+		{[]string{"DUPONT", "DURAND"}, []string{"DURAND"}, true}, // used name vs birth name
+		{[]string{"DUPONT"}, []string{"MARTIN"}, false},
+		{[]string{"DUPONT"}, []string{""}, true}, // unknown: not clearly different
+	} {
+		if got := sameName(tc.req, tc.img); got != tc.same {
+			t.Errorf("sameName(%q, %q) = %v", tc.req, tc.img, got)
+		}
+	}
+	if !shareWord("Jeanne Marie", "MARIE") || shareWord("Jeanne", "Paul") || !shareWord("Hélène", "HELENE") {
+		t.Error("first names")
+	}
+}
