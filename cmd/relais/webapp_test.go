@@ -105,8 +105,9 @@ func TestWebAppE2E(t *testing.T) {
 	if out, err := dcmtk(t, "storescu", append([]string{"-aet", "CT_NORD", "-aec", "RELAIS", host, port}, routineFiles...)...); err != nil {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
-	// A JPEG baseline study: the viewer falls back to /rendered.
-	jpegStudy, rawFiles := reportStudy(t, t.TempDir(), "IPP777", "ACC-J1", "", 3)
+	// A JPEG baseline study: the viewer falls back to /rendered. Same
+	// patient ID as the CT: it is its prior.
+	jpegStudy, rawFiles := reportStudy(t, t.TempDir(), "BENCH0001", "ACC-J1", "", 3)
 	var jpegFiles []string
 	for _, f := range rawFiles {
 		out := strings.TrimSuffix(f, ".dcm") + "-jpeg.dcm"

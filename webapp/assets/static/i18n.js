@@ -21,7 +21,7 @@ const dict = {
     draft: 'brouillon', signed: 'signé', corrected: 'corrigé', signFailed: 'Signature refusée',
     confirmSign: 'Signer ce compte rendu ? Il sera envoyé au site demandeur.', readOnly: 'Lecture seule (rôle)',
     replaceTemplate: 'Remplacer le texte saisi par le modèle ?', compressed: 'image compressée (rendu serveur)',
-    notImage: 'Aucune série d’images.',
+    notImage: 'Aucune série d’images.', priors: 'Antérieurs',
   },
   en: {
     worklist: 'Worklist', studies: 'Studies', logout: 'Log out', other: 'Français',
@@ -42,7 +42,7 @@ const dict = {
     draft: 'draft', signed: 'signed', corrected: 'corrected', signFailed: 'Signing refused',
     confirmSign: 'Sign this report? It will be sent to the requesting site.', readOnly: 'Read only (role)',
     replaceTemplate: 'Replace the text typed with the template?', compressed: 'compressed image (server rendering)',
-    notImage: 'No image series.',
+    notImage: 'No image series.', priors: 'Priors',
   },
 };
 

@@ -31,6 +31,7 @@ export async function openStudy(root, studyUID) {
   // Layout.
   const title = el('div', { class: 'study-title', id: 'study-title' }, t('loading'));
   const seriesList = el('div', { class: 'series-list', id: 'series-list' });
+  const priors = el('div', { class: 'priors', id: 'priors' });
   const canvas = el('canvas', { id: 'viewport', tabindex: '0' });
   const overlayTL = el('div', { class: 'ov tl', id: 'ov-patient' });
   const overlayTR = el('div', { class: 'ov tr' }, el('span', { id: 'image-number' }), el('br'), el('span', { id: 'wl-value' }));
@@ -56,7 +57,7 @@ export async function openStudy(root, studyUID) {
   root.append(el('div', { class: 'study' },
     el('div', { class: 'study-head' }, title),
     el('div', { class: 'study-body' },
-      el('nav', { class: 'series-col' }, el('h3', {}, t('series')), seriesList),
+      el('nav', { class: 'series-col' }, el('h3', {}, t('series')), seriesList, priors),
       el('section', { class: 'viewer' }, toolbar, stage, el('div', { class: 'stackbar' }, slider)),
       side)));
   const ctx = canvas.getContext('2d');
@@ -117,6 +118,22 @@ export async function openStudy(root, studyUID) {
     title.replaceChildren(el('b', { id: 'patient-name' }, personName(val(s, '00100010'))), ' · ', val(s, '00100020') || '', ' · ',
       d.length === 8 ? d.slice(6) + '/' + d.slice(4, 6) + '/' + d.slice(0, 4) : d, ' · ', val(s, '00081030') || '', ' · ', t('accession'), ' ', val(s, '00080050') || '');
     overlayTL.textContent = personName(val(s, '00100010'));
+    // The patient's other studies (priors), each opened in its own window
+    // to read side by side.
+    const pid = val(s, '00100020');
+    if (!pid) return;
+    getJSON('/dicom-web/studies?PatientID=' + encodeURIComponent(pid) + '&includefield=StudyDescription&includefield=ModalitiesInStudy', { signal: ctl.signal }).then((all) => {
+      const others = all.filter((x) => val(x, '0020000D') !== studyUID)
+        .sort((a, b) => String(val(b, '00080020') || '').localeCompare(String(val(a, '00080020') || '')));
+      if (!others.length) return;
+      priors.append(el('h3', {}, t('priors')));
+      for (const x of others) {
+        const dd = String(val(x, '00080020') || '');
+        priors.append(el('a', { class: 'prior', href: '/app/study/' + val(x, '0020000D'), target: '_blank', rel: 'noopener', 'data-study': val(x, '0020000D') },
+          dd.length === 8 ? dd.slice(6) + '/' + dd.slice(4, 6) + '/' + dd.slice(0, 4) : dd, el('br'),
+          (vals(x, '00080061').join('/') + ' ' + (val(x, '00081030') || '')).trim()));
+      }
+    }).catch(() => {});
   }).catch(() => {});
 
   // Side panels: the request (if the API exists) and the report editor.

@@ -157,6 +157,10 @@ try {
       assert.match(text, /AVC ischémique \? hémorragie \?/);
       assert.match(text, /STAT/);
     }
+    if (process.env.RELAIS_JPEG_STUDY) {
+      // The patient's prior study, listed beside the series.
+      await page.waitForSelector(`#priors a[data-study="${process.env.RELAIS_JPEG_STUDY}"]`);
+    }
     await page.waitForFunction(() => [...document.querySelectorAll('.series-item img')].every((i) => i.complete && i.naturalWidth > 0), null, { timeout: 15000 });
   });
 
