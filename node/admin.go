@@ -152,12 +152,7 @@ func (n *Node) serveCalendars(w http.ResponseWriter, r *http.Request) {
 		writeAPIJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "GET only"})
 		return
 	}
-	p, ok := n.Authorize(w, r, auth.ReadReports)
-	if !ok {
-		return
-	}
-	if p.Role == auth.RoleRequester {
-		auth.WriteChallenge(w, fmt.Errorf("%w: the rotas are for radiologists and administrators", auth.ErrForbidden))
+	if _, ok := n.authorizeReaders(w, r, auth.ReadReports); !ok {
 		return
 	}
 	days := 7

@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -74,6 +75,19 @@ func (n *Node) Authorize(w http.ResponseWriter, r *http.Request, perm auth.Permi
 		return p, false
 	}
 	return p, true
+}
+
+// authorizeReaders is Authorize for what only radiologists and
+// administrators see (the reading worklist, UPS-RS, the rotas): a
+// requester is refused even where its role has the permission.
+func (n *Node) authorizeReaders(w http.ResponseWriter, r *http.Request, perm auth.Permission) (auth.Principal, bool) {
+	p, ok := n.Authorize(w, r, perm)
+	if ok && p.Role != auth.RoleRadiologist && p.Role != auth.RoleAdmin {
+		n.Logger.Warn("API: reserved to radiologists and administrators", "remote", r.RemoteAddr, "path", r.URL.Path, "user", p.User, "role", p.Role)
+		auth.WriteChallenge(w, fmt.Errorf("%w: for radiologists and administrators", auth.ErrForbidden))
+		return p, false
+	}
+	return p, ok
 }
 
 // publicDICOMwebBase is the DICOMweb base URL written in the documents

@@ -34,6 +34,7 @@ import (
 	"github.com/relais-health/relais/storage/badgerindex"
 	"github.com/relais-health/relais/storage/fsblob"
 	"github.com/relais-health/relais/storage/s3blob"
+	"github.com/relais-health/relais/worklist"
 )
 
 // ImplementationClassUID identifies Relais in associations and file meta.
@@ -61,9 +62,10 @@ type Node struct {
 
 	directory *directory.Directory // node/directory.go
 
-	disk    *diskGuard
-	apis    []apiRoute
-	reports *report.Service
+	disk     *diskGuard
+	apis     []apiRoute
+	reports  *report.Service
+	worklist *worklist.Worklist
 	// studySites caches StudySite (study UID → studySite).
 	studySites sync.Map
 	routing    *nodeRouting

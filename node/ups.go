@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
 
-	"github.com/relais-health/relais/auth"
 	"github.com/relais-health/relais/ups"
 	"github.com/relais-health/relais/worklist"
 )
@@ -29,15 +27,7 @@ func (n *Node) openUPS() error {
 	if err != nil {
 		return err
 	}
-	authorize := func(w http.ResponseWriter, r *http.Request, perm auth.Permission) (auth.Principal, bool) {
-		p, ok := n.Authorize(w, r, perm)
-		if ok && p.Role != auth.RoleRadiologist && p.Role != auth.RoleAdmin {
-			auth.WriteChallenge(w, fmt.Errorf("%w: the worklist is for radiologists", auth.ErrForbidden))
-			return p, false
-		}
-		return p, ok
-	}
-	h := s.Handler("/dicom-web", authorize)
+	h := s.Handler("/dicom-web", n.authorizeReaders)
 	n.mountAPI("/dicom-web/workitems", h)
 	n.mountAPI("/dicom-web/subscribers", h)
 	n.mountAPI("/dicom-web/ws/subscribers", h)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/relais-health/relais/config"
@@ -17,17 +16,8 @@ import (
 	"github.com/relais-health/relais/worklist"
 )
 
-// worklists holds each node's worklist (the Node struct is assembled
-// elsewhere; see Node.Worklist).
-var worklists sync.Map // *Node → *worklist.Worklist
-
 // Worklist returns the reading worklist (nil before openWorklist).
-func (n *Node) Worklist() *worklist.Worklist {
-	if v, ok := worklists.Load(n); ok {
-		return v.(*worklist.Worklist)
-	}
-	return nil
-}
+func (n *Node) Worklist() *worklist.Worklist { return n.worklist }
 
 // openWorklist sets up the node's clock (RELAIS_CLOCK), the reading
 // worklist (DATA/worklist) fed by the routing engine's study.ready events,
@@ -82,7 +72,7 @@ func (n *Node) openWorklist() error {
 	if err != nil {
 		return err
 	}
-	worklists.Store(n, wl)
+	n.worklist = wl
 	if e := n.Routing(); e != nil {
 		e.SetOnReady(wl.Ready)
 		n.routing.Dispatcher.OnDelivered = func(t *queue.Task) { wl.OnDelivered(t.Route, t.StudyUID, t.Destination()) }
@@ -93,10 +83,9 @@ func (n *Node) openWorklist() error {
 	n.closers = append(n.closers, func() error {
 		cancel()
 		<-done
-		worklists.Delete(n)
 		return wl.Close()
 	})
-	n.mountAPI(worklist.PathPrefix, wl.Handler(n.Authorize))
+	n.mountAPI(worklist.PathPrefix, wl.Handler(n.authorizeReaders))
 	return nil
 }
 

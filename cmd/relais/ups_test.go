@@ -41,6 +41,8 @@ func TestUPSRSWithWebSocketSubscriber(t *testing.T) {
 	base := fmt.Sprintf("http://127.0.0.1:%d/dicom-web", s.httpPort)
 	httpGet(t, base+"/workitems", requester, "", 403)
 	httpGet(t, base+"/workitems", "", "", 401)
+	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/api/worklist", s.httpPort), requester, "", 403)
+	httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/api/worklist/events", s.httpPort), requester, "", 403)
 
 	cmd := exec.Command(node, filepath.Join("testdata", "dicomweb-client", "ups.mjs"))
 	cmd.Env = append(os.Environ(), "BASE="+base, "TOKEN="+radiologist, "STUDY="+study, "AE=VIEWER1")
