@@ -38,6 +38,7 @@ fuzz:
 	$(GO) test ./pdf -run '^$$' -fuzz '^FuzzWrap$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./report -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/websocket -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./telerequest -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) run ./bench/storebench -n 500 -runs 3

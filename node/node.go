@@ -34,6 +34,7 @@ import (
 	"github.com/relais-health/relais/storage/badgerindex"
 	"github.com/relais-health/relais/storage/fsblob"
 	"github.com/relais-health/relais/storage/s3blob"
+	"github.com/relais-health/relais/telerequest"
 	"github.com/relais-health/relais/worklist"
 )
 
@@ -66,6 +67,7 @@ type Node struct {
 	apis     []apiRoute
 	reports  *report.Service
 	worklist *worklist.Worklist
+	requests *telerequest.Service
 	// studySites caches StudySite (study UID → studySite).
 	studySites sync.Map
 	routing    *nodeRouting

@@ -3,15 +3,10 @@ package node
 import (
 	"context"
 	"path/filepath"
-	"sync"
 
 	"github.com/relais-health/relais/storage"
 	"github.com/relais-health/relais/telerequest"
 )
-
-// requestServices holds each node's request workflow until Node has a
-// field for it (node.go is the lead's).
-var requestServices sync.Map // *Node → *telerequest.Service
 
 // openRequests opens the request store (DATA/requests), mounts the API
 // (/api/requests), chains the matcher to ingest (every durable instance is
@@ -29,7 +24,7 @@ func (n *Node) openRequests() error {
 		d.Directory = configDirectory{n.Config}
 	}
 	svc := telerequest.New(d)
-	requestServices.Store(n, svc)
+	n.requests = svc
 	n.mountAPI(telerequest.PathPrefix, svc.Handler(n.Authorize))
 	if n.Ingest != nil {
 		prev := n.Ingest.OnDurable
@@ -49,7 +44,6 @@ func (n *Node) openRequests() error {
 	n.closers = append(n.closers, func() error {
 		cancel()
 		<-done
-		requestServices.Delete(n)
 		return nil
 	})
 	return nil
@@ -58,9 +52,4 @@ func (n *Node) openRequests() error {
 // Requests returns the telemedicine request workflow (nil before Open).
 // The report workflow marks a study's requests reported with
 // Requests().MarkReported when its report is signed.
-func (n *Node) Requests() *telerequest.Service {
-	if v, ok := requestServices.Load(n); ok {
-		return v.(*telerequest.Service)
-	}
-	return nil
-}
+func (n *Node) Requests() *telerequest.Service { return n.requests }

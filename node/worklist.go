@@ -90,17 +90,26 @@ func (n *Node) openWorklist() error {
 }
 
 // reportChanged follows the reports (report.Deps.OnChange): a signed
-// report moves its study's worklist items to reported.
+// report moves its study's worklist items and requests to reported.
 func (n *Node) reportChanged(kind string, r *report.Report) {
-	wl := n.Worklist()
-	if wl == nil || r == nil {
+	if r == nil {
 		return
 	}
 	user := r.CreatedBy
 	if v := r.Last(); v != nil {
 		user = v.User
 	}
-	wl.OnReport(kind, r.ID, r.StudyUID, user)
+	if wl := n.Worklist(); wl != nil {
+		wl.OnReport(kind, r.ID, r.StudyUID, user)
+	}
+	if rs := n.Requests(); rs != nil && (kind == "report.signed" || kind == "report.corrected") {
+		// OnChange must not block: the requests' store writes with fsync.
+		go func() {
+			if _, err := rs.MarkReported(context.Background(), r.StudyUID, user); err != nil {
+				n.Logger.Warn("request not marked reported", "study", r.StudyUID, "err", err)
+			}
+		}()
+	}
 }
 
 // worklistStudy is what the worklist shows of a study: its attributes,

@@ -17,8 +17,13 @@ import (
 
 const requestConfig = `ae_title: RELAIS
 organisations:
+  teleradio: {finess: "750000001", name: "Téléradiologie Relais"}
   ch-nord: {finess: "590000001", name: "CH Nord", patient_id_oid: "1.2.250.1.999.1.1", accession_oid: "1.2.250.1.999.1.2"}
   ch-sud: {finess: "130000001", name: "CH Sud"}
+professionals:
+  dr-martin: {user: cmartin, rpps: "10001234567", family: MARTIN, organisation: teleradio}
+reports:
+  custodian: teleradio
 sites:
   ch-nord: {organisation: ch-nord, calling_aes: [CT_NORD], users: [urg-nord]}
   ch-sud: {organisation: ch-sud, calling_aes: [CT_SUD], users: [urg-sud]}
@@ -183,6 +188,14 @@ func TestRequestConsentAndReconciliation(t *testing.T) {
 		t.Fatalf("GET /api/requests?study=: %s", out)
 	}
 
+	// The report signed, the request is reported.
+	rep := reportJSON(t, s, radiologist, "create", "--study", study1, "--conclusion", "AVC ischémique sylvien droit.")
+	reportJSON(t, s, radiologist, "sign", rep.ID)
+	reported := awaitRequest(t, s, nord, r.ID, "reported", func(r *telerequest.Request) bool { return r.Reported })
+	if reported.State != telerequest.Reported {
+		t.Fatalf("after the report: %s", reported.State)
+	}
+
 	// Another site's requester sees nothing of it and changes nothing.
 	if code, _ := getRequest(t, s, sud, r.ID); code != http.StatusNotFound {
 		t.Fatalf("another site's requester GET: %d, want 404", code)
@@ -263,7 +276,7 @@ func TestRequestConsentAndReconciliation(t *testing.T) {
 	// Everything survives a restart.
 	s.stop()
 	s.start()
-	if _, got := getRequest(t, s, admin, r.ID); got == nil || !got.StudyLinked || got.Revision != linked.Revision {
+	if _, got := getRequest(t, s, admin, r.ID); got == nil || !got.StudyLinked || got.State != telerequest.Reported || got.Revision != reported.Revision {
 		t.Fatalf("after a restart: %+v", got)
 	}
 	if _, got := getRequest(t, s, admin, waiting.ID); got == nil || got.State != telerequest.Cancelled || len(got.History) != 2 {
