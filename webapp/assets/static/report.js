@@ -40,10 +40,11 @@ export async function mountReport(side, studyUID, signal) {
   }
   const signBtn = el('button', { type: 'button', id: 'report-sign', class: 'primary', disabled: !canWrite }, t('sign'));
   const notices = el('ul', { class: 'notices', id: 'report-notices' });
+  const docs = el('span', { class: 'docs', id: 'report-docs' });
   const box = el('section', { class: 'panel report', id: 'report-panel' },
     el('div', { class: 'panel-head' }, el('h3', {}, t('report')), stateEl),
     el('div', { class: 'row' }, tpl, saveEl),
-    form, el('div', { class: 'row' }, signBtn), notices);
+    form, el('div', { class: 'row' }, signBtn, docs), notices);
   side.append(box);
   if (!canWrite) saveEl.textContent = t('readOnly');
 
@@ -68,6 +69,9 @@ export async function mountReport(side, studyUID, signal) {
     signBtn.disabled = !editable;
     const last = (rep.versions || [])[rep.versions ? rep.versions.length - 1 : 0];
     notices.replaceChildren(...((last && last.notices) || []).map((n) => el('li', {}, n)));
+    docs.replaceChildren();
+    if (last && last.pdf_url) docs.append(el('a', { href: last.pdf_url, target: '_blank', rel: 'noopener', id: 'report-pdf' }, 'PDF v' + last.number));
+    if (last && last.cda_url) docs.append(' · ', el('a', { href: last.cda_url, target: '_blank', rel: 'noopener', id: 'report-cda' }, 'CDA'));
   }
   function fill(c) {
     for (const f of FIELDS) areas[f].value = (c && c[f]) || '';

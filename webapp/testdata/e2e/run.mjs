@@ -247,6 +247,10 @@ try {
     results.reportID = body.id;
     results.notices = await page.locator('#report-notices li').allInnerTexts();
     assert.ok(await page.locator('#f-findings').isDisabled(), 'a signed report is read-only');
+    // The signed PDF, through the session.
+    const pdf = await page.request.get(new URL(await page.locator('#report-pdf').getAttribute('href'), base).href);
+    assert.equal(pdf.status(), 200);
+    assert.equal(pdf.headers()['content-type'], 'application/pdf');
   });
 
   await step('worklist-reported', async () => {
