@@ -92,13 +92,15 @@ export async function openStudy(root, studyUID) {
     if (NON_IMAGE_CLASSES.test(val(d, '00080016') || '')) continue;
     if (!val(d, '00280010')) continue; // no Rows: not an image
     if (!bySeries.has(se)) bySeries.set(se, []);
-    bySeries.get(se).push({ sop: val(d, '00080018'), num: num(d, '00200013', 0), frames: num(d, '00280008', 1), qido: d });
+    // A multi-frame instance is a stack of its own: one entry per frame.
+    const frames = Math.max(1, num(d, '00280008', 1));
+    for (let k = 1; k <= frames; k++) bySeries.get(se).push({ sop: val(d, '00080018'), num: num(d, '00200013', 0), frame: k, frames });
   }
   for (const s of seriesQ) {
     const uid = val(s, '0020000E');
     const list = bySeries.get(uid);
     if (!list || !IMAGE_MODALITIES.has(val(s, '00080060') || 'OT')) continue;
-    list.sort((a, b) => a.num - b.num);
+    list.sort((a, b) => a.num - b.num || a.frame - b.frame);
     series.push({ uid, modality: val(s, '00080060'), desc: val(s, '0008103E') || '', number: num(s, '00200011', 0), instances: list,
       index: 0, cache: new Map(), pending: new Map(), meta: new Map(), params: null, rendered: false, wc: null, ww: null });
   }
@@ -186,7 +188,7 @@ export async function openStudy(root, studyUID) {
     const inst = s.instances[i];
     if (s.cache.has(i)) return s.cache.get(i);
     if (s.pending.has(i)) return s.pending.get(i);
-    const url = base + '/series/' + s.uid + '/instances/' + inst.sop + '/frames/1';
+    const url = base + '/series/' + s.uid + '/instances/' + inst.sop + '/frames/' + inst.frame;
     const pr = (async () => {
       inflight++;
       try {
@@ -237,14 +239,19 @@ export async function openStudy(root, studyUID) {
 
   // Pixels → gray through a LUT over every stored value.
   function buildLUT(p, wc, ww) {
-    const key = [p.bits, p.signed, p.slope, p.intercept, wc, ww, p.photometric].join('|');
+    const key = [p.bits, p.stored, p.signed, p.slope, p.intercept, wc, ww, p.photometric].join('|');
     if (key === lutKey) return lut;
     const size = p.bits === 8 ? 256 : 65536;
     const table = new Uint8ClampedArray(size);
     const lo = wc - 0.5 - (ww - 1) / 2, width = Math.max(ww - 1, 1);
     const inv = p.photometric === 'MONOCHROME1';
+    const sb = Math.min(Math.max(p.stored || p.bits, 1), p.bits === 8 ? 8 : 16);
+    const mask = (1 << sb) - 1;
     for (let i = 0; i < size; i++) {
-      const stored = p.signed ? (p.bits === 8 ? (i << 24) >> 24 : (i << 16) >> 16) : i;
+      // Bits above Bits Stored are ignored; signed values are extended
+      // from the highest stored bit.
+      let stored = i & mask;
+      if (p.signed && (stored & (1 << (sb - 1)))) stored -= 1 << sb;
       const v = stored * p.slope + p.intercept;
       let g = ((v - lo) / width) * 255;
       g = g < 0 ? 0 : g > 255 ? 255 : g;
@@ -276,9 +283,11 @@ export async function openStudy(root, studyUID) {
       if (f.range === undefined) {
         // The frame's range of modality values (shown in the overlay).
         let lo = Infinity, hi = -Infinity;
-        const sh = p.bits === 8 ? 24 : 16;
+        const sb = Math.min(Math.max(p.stored || p.bits, 1), p.bits === 8 ? 8 : 16);
+        const mask = (1 << sb) - 1, sign = 1 << (sb - 1), full = 1 << sb;
         for (let i = 0; i < src.length; i++) {
-          const v = p.signed ? (src[i] << (32 - sh)) >> (32 - sh) : src[i];
+          let v = src[i] & mask;
+          if (p.signed && (v & sign)) v -= full;
           if (v < lo) lo = v;
           if (v > hi) hi = v;
         }
@@ -342,7 +351,7 @@ export async function openStudy(root, studyUID) {
     // Measurements of this image.
     const dpr = window.devicePixelRatio || 1;
     ctx.lineWidth = 2 * dpr; ctx.strokeStyle = '#ffd33d'; ctx.fillStyle = '#ffd33d'; ctx.font = (13 * dpr) + 'px sans-serif';
-    const list = (measures.get(inst.sop) || []).concat(drag && drag.m ? [drag.m] : []);
+    const list = (measures.get(inst.sop + '/' + inst.frame) || []).concat(drag && drag.m ? [drag.m] : []);
     for (const m of list) {
       const a = { x: ox + m.x1 * scale, y: oy + m.y1 * scale }, b = { x: ox + m.x2 * scale, y: oy + m.y2 * scale };
       ctx.beginPath(); ctx.moveTo(a.x, a.y); ctx.lineTo(b.x, b.y); ctx.stroke();
@@ -373,10 +382,10 @@ export async function openStudy(root, studyUID) {
 
   const renderedCache = new Map();
   async function paintRendered(s, inst, p) {
-    const key = inst.sop + '|' + Math.round(s.wc) + '|' + Math.round(s.ww);
+    const key = inst.sop + '|' + inst.frame + '|' + Math.round(s.wc) + '|' + Math.round(s.ww);
     let bmp = renderedCache.get(key);
     if (!bmp) {
-      const url = base + '/series/' + s.uid + '/instances/' + inst.sop + '/frames/1/rendered?window=' + Math.round(s.wc) + ',' + Math.round(s.ww);
+      const url = base + '/series/' + s.uid + '/instances/' + inst.sop + '/frames/' + inst.frame + '/rendered?window=' + Math.round(s.wc) + ',' + Math.round(s.ww);
       const r = await api('GET', url, undefined, { headers: { Accept: 'image/png, image/jpeg' }, signal: ctl.signal });
       if (!r.ok) throw new Error('rendered ' + r.status);
       bmp = await createImageBitmap(await r.blob());
@@ -424,7 +433,7 @@ export async function openStudy(root, studyUID) {
     keyStatus.textContent = '…';
     const r = await api('POST', '/api/studies/' + studyUID + '/key-images', {
       description: t('keyImage') + ' ' + (inst.num || s.index + 1),
-      instances: [{ sop_instance_uid: inst.sop }],
+      instances: [inst.frames > 1 ? { sop_instance_uid: inst.sop, frames: [inst.frame] } : { sop_instance_uid: inst.sop }],
     });
     let msg = '';
     try { const j = await r.json(); msg = j.error || ''; } catch (e) { /* empty */ }
@@ -476,9 +485,10 @@ export async function openStudy(root, studyUID) {
     if (!drag) return;
     const s = current;
     if (drag.mode === 'measure' && drag.m && Math.hypot(drag.m.x2 - drag.m.x1, drag.m.y2 - drag.m.y1) > 1) {
-      const sop = s.instances[s.index].sop;
-      if (!measures.has(sop)) measures.set(sop, []);
-      measures.get(sop).push(drag.m);
+      const cur = s.instances[s.index];
+      const key = cur.sop + '/' + cur.frame;
+      if (!measures.has(key)) measures.set(key, []);
+      measures.get(key).push(drag.m);
     }
     drag = null;
     draw();
