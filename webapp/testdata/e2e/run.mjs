@@ -254,13 +254,14 @@ try {
   });
 
   await step('worklist-reported', async () => {
-    // The worklist follows the signature (reported, then returned when the
-    // CDA is delivered) through its event stream, without a reload.
+    // The worklist follows the signature (reported, then returned once the
+    // CDA is delivered to the site's PACS) through its event stream,
+    // without a reload.
     await page.click('#nav a[data-nav="worklist"]');
     await page.selectOption('#wl-state', 'all');
     await page.waitForFunction((uid) => {
       const td = document.querySelector(`#worklist tr[data-study="${uid}"] td.state`);
-      return td && /rédigé|rendu/.test(td.textContent);
+      return td && td.textContent === 'rendu';
     }, study, { timeout: 20000 });
     results.worklistState = await page.locator(`#worklist tr[data-study="${study}"] td.state`).innerText();
     await page.goBack();
