@@ -24,7 +24,7 @@ export const TEMPLATES = {
   },
 };
 
-export async function mountReport(side, studyUID, signal) {
+export async function mountReport(side, studyUID, signal, requests) {
   const canWrite = session.role === 'radiologist';
   const stateEl = el('span', { class: 'badge state', id: 'report-state' }, '—');
   const saveEl = el('span', { class: 'status', id: 'report-save' });
@@ -87,6 +87,20 @@ export async function mountReport(side, studyUID, signal) {
     }
   } catch (e) { /* no report API */ }
 
+  // A new report starts from the request: its clinical information, its
+  // question as the request reason, the patient's birth place (for the
+  // INS in the CDA). Saved with the first edit.
+  let birthPlace = '';
+  const reqs = (await (requests || Promise.resolve([]))) || [];
+  const rq = reqs.find((q) => !q.cancelled) || null;
+  if (rq) {
+    birthPlace = (rq.patient && rq.patient.birth_place) || '';
+    if (!report && canWrite) {
+      if (!areas.clinical_information.value && rq.clinical_information) areas.clinical_information.value = rq.clinical_information;
+      if (!areas.request_reason.value && rq.question) areas.request_reason.value = rq.question;
+    }
+  }
+
   async function save() {
     if (saving) await saving;
     if (!dirty || !canWrite) return;
@@ -94,7 +108,7 @@ export async function mountReport(side, studyUID, signal) {
     saveEl.textContent = t('saving');
     saving = (async () => {
       let r;
-      if (!report) r = await api('POST', '/api/reports', Object.assign({ study_instance_uid: studyUID }, content()));
+      if (!report) r = await api('POST', '/api/reports', Object.assign({ study_instance_uid: studyUID }, content(), birthPlace ? { patient_birth_place: birthPlace } : {}));
       else r = await api('PATCH', '/api/reports/' + report.id, Object.assign({ revision: report.revision }, content()));
       const j = await r.json().catch(() => ({}));
       if (r.ok) { show(j); saveEl.textContent = t('saved') + ' ' + new Date().toLocaleTimeString(); saveEl.dataset.saved = String(j.revision); }

@@ -1,6 +1,6 @@
 // request.js: the telemedicine request (with the patient's consent)
 // linked to the study, from GET /api/requests?study=UID when that API
-// exists (404: the panel is not shown).
+// exists (404: the panel is not shown). Returns the requests.
 import { api, el } from './api.js';
 import { t } from './i18n.js';
 import { session } from './api.js';
@@ -26,12 +26,12 @@ export async function mountRequest(side, studyUID, signal) {
   let r;
   try {
     r = await api('GET', '/api/requests?study=' + encodeURIComponent(studyUID), undefined, { headers: { Accept: 'application/json' }, signal });
-  } catch (e) { return; }
-  if (r.status === 404 || r.status === 405 || r.status === 501) { box.remove(); return; }
-  if (!r.ok) { box.append(el('p', { class: 'note' }, '/api/requests: ' + r.status)); return; }
+  } catch (e) { return []; }
+  if (r.status === 404 || r.status === 405 || r.status === 501) { box.remove(); return []; }
+  if (!r.ok) { box.append(el('p', { class: 'note' }, '/api/requests: ' + r.status)); return []; }
   const j = await r.json();
   const list = Array.isArray(j) ? j : j.requests || j.items || [];
-  if (!list.length) { box.append(el('p', { class: 'note' }, t('noRequest'))); return; }
+  if (!list.length) { box.append(el('p', { class: 'note' }, t('noRequest'))); return []; }
   const l = L[session.lang] || L.fr;
   for (const q of list) {
     const dl = el('dl', { class: 'kv', 'data-request': q.id || '' });
@@ -54,4 +54,5 @@ export async function mountRequest(side, studyUID, signal) {
     if (!dl.childElementCount) for (const [k, v] of Object.entries(q)) if (v && typeof v !== 'object') row(k, String(v));
     box.append(dl);
   }
+  return list;
 }

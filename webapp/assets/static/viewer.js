@@ -139,8 +139,8 @@ export async function openStudy(root, studyUID) {
   }).catch(() => {});
 
   // Side panels: the request (if the API exists) and the report editor.
-  mountRequest(side, studyUID, ctl.signal);
-  mountReport(side, studyUID, ctl.signal);
+  const requests = mountRequest(side, studyUID, ctl.signal).catch(() => []);
+  mountReport(side, studyUID, ctl.signal, requests);
 
   // Series thumbnails (loaded once the first image is shown).
   const thumbs = new Map();

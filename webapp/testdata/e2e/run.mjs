@@ -221,6 +221,11 @@ try {
   });
 
   await step('report-draft', async () => {
+    if (process.env.RELAIS_WITH_REQUEST === '1') {
+      // A new report starts from the request.
+      assert.equal(await page.locator('#f-request_reason').inputValue(), 'AVC ischémique ? hémorragie ?');
+      assert.equal(await page.locator('#f-clinical_information').inputValue(), 'Hémiplégie gauche brutale à 2 h 10.');
+    }
     await page.selectOption('#report-template', 'stroke');
     await page.fill('#f-clinical_information', 'Déficit brachio-facial gauche depuis 45 minutes.');
     await page.fill('#f-request_reason', 'Alerte thrombolyse : hémorragie ? ischémie ?');
