@@ -27,6 +27,8 @@ for (const [k, v] of Object.entries({ RELAIS_URL: base, RELAIS_USER: user, RELAI
   if (!v) { console.error(k + ' is not set'); process.exit(2); }
 }
 fs.mkdirSync(artifacts, { recursive: true });
+// The screenshots of an earlier run would be mistaken for this one's.
+for (const f of fs.readdirSync(artifacts)) if (/^\d\d-[a-z-]+\.png$/.test(f)) fs.rmSync(path.join(artifacts, f));
 
 const results = { steps: [] };
 let page;
