@@ -200,11 +200,16 @@ func TestKOSManifestAndKeyImages(t *testing.T) {
 	admin := createToken(t, data, "admin1", "admin")
 	rad := createToken(t, data, "dr.martin", "radiologist")
 	requester := createToken(t, data, "site-a", "requester")
-	s := startServer(t, data, "")
+	// The requester reads the studies its site sent (DICOMweb scoping).
+	s := startServer(t, data, `organisations:
+  ch-a: {finess: "750000001", name: "CH A"}
+sites:
+  site-a: {organisation: ch-a, calling_aes: [CT_A], users: [site-a]}
+`)
 	h, p := s.hostPort()
 	study, files, series := kosStudy(t, "IPP42", 3, 2)
 	otherStudy, otherFiles, otherSeries := kosStudy(t, "IPP43", 1)
-	if out, err := dcmtk(t, "storescu", append([]string{"-aec", "RELAIS", h, p}, append(files, otherFiles...)...)...); err != nil {
+	if out, err := dcmtk(t, "storescu", append([]string{"-aet", "CT_A", "-aec", "RELAIS", h, p}, append(files, otherFiles...)...)...); err != nil {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
 	server := fmt.Sprintf("http://127.0.0.1:%d", s.httpPort)
