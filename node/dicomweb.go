@@ -75,6 +75,8 @@ func (n *Node) studyScope(p auth.Principal) func(study string) bool {
 	return func(study string) bool { return n.StudySite(study) == site }
 }
 
+var errStudySiteFound = errors.New("found")
+
 // studySiteTTL bounds how long a study's site is remembered (the
 // directory can change through its API).
 const studySiteTTL = time.Minute
@@ -85,7 +87,9 @@ type studySite struct {
 }
 
 // StudySite returns the site a study came from: the site of the calling AE
-// or STOW-RS user of its first image ("" when none matches).
+// or STOW-RS user of one of its images ("" when none matches). A study
+// comes from one sender; the first image the index yields is enough (the
+// scan stops there, so a requester's search over many studies stays cheap).
 func (n *Node) StudySite(study string) string {
 	if v, ok := n.studySites.Load(study); ok && time.Since(v.(studySite).at) < studySiteTTL {
 		return v.(studySite).site
@@ -95,10 +99,8 @@ func (n *Node) StudySite(study string) string {
 		if in.Source.Channel == storage.ChannelGenerated {
 			return nil
 		}
-		if first == nil || in.ReceivedAt.Before(first.ReceivedAt) {
-			first = in
-		}
-		return nil
+		first = in
+		return errStudySiteFound
 	})
 	site := ""
 	if first != nil {
