@@ -90,6 +90,28 @@ func (n *Node) authorizeReaders(w http.ResponseWriter, r *http.Request, perm aut
 	return p, ok
 }
 
+// authorizeStudy is Authorize for APIs under /api/studies/{study}/...: a
+// requester is also limited to its site's studies (another site's is 404,
+// as DICOMweb answers).
+func (n *Node) authorizeStudy(w http.ResponseWriter, r *http.Request, perm auth.Permission) (auth.Principal, bool) {
+	p, ok := n.Authorize(w, r, perm)
+	if !ok {
+		return p, false
+	}
+	if scope := n.studyScope(p); scope != nil {
+		rest, _ := strings.CutPrefix(r.URL.Path, "/api/studies/")
+		study, _, _ := strings.Cut(rest, "/")
+		if !scope(study) {
+			n.Logger.Warn("API: a study outside the caller's site", "user", p.User, "study", study, "path", r.URL.Path, "remote", r.RemoteAddr)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"error": "no such study"}` + "\n"))
+			return p, false
+		}
+	}
+	return p, true
+}
+
 // publicDICOMwebBase is the DICOMweb base URL written in the documents
 // Relais builds (reports' and manifests' references): http.public_url when
 // set (what other sites reach), otherwise the HTTP listener's address; ""

@@ -18,7 +18,7 @@ import (
 // true. Call after openRouting and openDICOMweb.
 func (n *Node) openManifests() error {
 	svc := n.manifestService()
-	n.mountAPI(manifest.PathPrefix, svc.Handler(n.Authorize))
+	n.mountAPI(manifest.PathPrefix, svc.Handler(n.authorizeStudy))
 	if n.routing != nil {
 		r := n.routing
 		n.routing.Engine.SetManifestBuilder(func(ctx context.Context, rq routing.ManifestRequest) error {

@@ -200,11 +200,13 @@ func TestKOSManifestAndKeyImages(t *testing.T) {
 	admin := createToken(t, data, "admin1", "admin")
 	rad := createToken(t, data, "dr.martin", "radiologist")
 	requester := createToken(t, data, "site-a", "requester")
+	otherSite := createToken(t, data, "site-b", "requester")
 	// The requester reads the studies its site sent (DICOMweb scoping).
 	s := startServer(t, data, `organisations:
   ch-a: {finess: "750000001", name: "CH A"}
 sites:
   site-a: {organisation: ch-a, calling_aes: [CT_A], users: [site-a]}
+  site-b: {organisation: ch-a, calling_aes: [CT_B], users: [site-b]}
 `)
 	h, p := s.hostPort()
 	study, files, series := kosStudy(t, "IPP42", 3, 2)
@@ -256,6 +258,9 @@ sites:
 	var read kosAnswer
 	if code != 200 || json.Unmarshal(b, &read) != nil || read.SOP != m.SOP || read.RetrieveURL != m.RetrieveURL {
 		t.Errorf("GET manifest as a requester: %d %s", code, b)
+	}
+	if code, b, _ = kosHTTP(t, "GET", server+"/api/studies/"+study+"/manifest", otherSite, "", ""); code != 404 {
+		t.Errorf("GET manifest as another site's requester: %d %s, want 404", code, b)
 	}
 	if code, b, _ = kosHTTP(t, "GET", server+"/api/studies/"+study+"/manifest", requester, "application/dicom", ""); code != 200 {
 		t.Errorf("GET manifest as DICOM: %d", code)
