@@ -26,6 +26,7 @@ import (
 	"sync"
 
 	"github.com/relais-health/relais/config"
+	"github.com/relais-health/relais/internal/atomicfile"
 	"github.com/relais-health/relais/journal"
 )
 
@@ -520,40 +521,8 @@ func writeOverlay(path string, over overlay) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("directory: %w", err)
 	}
-	f, err := os.CreateTemp(dir, "."+FileName+".*.tmp")
-	if err != nil {
+	if err := atomicfile.Write(dir, filepath.Base(path), body, 0o600); err != nil {
 		return fmt.Errorf("directory: %w", err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("directory: writing %s: %w", path, err)
-	}
-	if err := f.Chmod(0o600); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(body); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("directory: writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("directory: writing %s: %w", path, err)
-	}
-	df, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("directory: %w", err)
-	}
-	defer df.Close()
-	if err := df.Sync(); err != nil {
-		return fmt.Errorf("directory: syncing %s: %w", dir, err)
 	}
 	return nil
 }

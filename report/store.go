@@ -9,8 +9,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
+
+	"github.com/relais-health/relais/internal/atomicfile"
 )
 
 // Store keeps reports in a directory: one sub-directory per report with
@@ -146,7 +147,7 @@ func (s *Store) Put(r *Report, prevRevision int) error {
 	}
 	for _, v := range r.Versions {
 		for name, b := range v.files {
-			if err := writeFile(dir, docName(v.Number, name), b); err != nil {
+			if err := atomicfile.Write(dir, docName(v.Number, name), b, 0o640); err != nil {
 				return err
 			}
 		}
@@ -159,11 +160,11 @@ func (s *Store) Put(r *Report, prevRevision int) error {
 	if err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
-	if err := writeFile(dir, "report.json", b); err != nil {
+	if err := atomicfile.Write(dir, "report.json", b, 0o640); err != nil {
 		return err
 	}
 	if !exists {
-		if err := syncDir(s.dir); err != nil {
+		if err := atomicfile.SyncDir(s.dir); err != nil {
 			return err
 		}
 	}
@@ -197,42 +198,4 @@ func (s *Store) Document(id string, version int, name string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: report %s version %d has no %s document", ErrNotFound, id, version, name)
 	}
 	return b, err
-}
-
-// writeFile replaces dir/name atomically and durably.
-func writeFile(dir, name string, b []byte) error {
-	tmp, err := os.CreateTemp(dir, "."+strings.ReplaceAll(name, "/", "_")+".*")
-	if err != nil {
-		return fmt.Errorf("report: %w", err)
-	}
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o640)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("report: write %s: %w", name, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("report: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("report: sync %s: %w", dir, err)
-	}
-	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/relais-health/relais/internal/atomicfile"
 )
 
 // Store keeps requests in a directory, one JSON file per request
@@ -182,43 +184,9 @@ func (s *Store) Put(r *Request, prevRevision int) error {
 	if err != nil {
 		return fmt.Errorf("telerequest: %w", err)
 	}
-	if err := writeFile(s.dir, r.ID+".json", b); err != nil {
+	if err := atomicfile.Write(s.dir, r.ID+".json", b, 0o640); err != nil {
 		return err
 	}
 	s.index(rec)
-	return nil
-}
-
-// writeFile replaces dir/name atomically and durably.
-func writeFile(dir, name string, b []byte) error {
-	tmp, err := os.CreateTemp(dir, "."+name+".*")
-	if err != nil {
-		return fmt.Errorf("telerequest: %w", err)
-	}
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o640)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("telerequest: write %s: %w", name, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("telerequest: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("telerequest: sync %s: %w", dir, err)
-	}
 	return nil
 }

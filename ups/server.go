@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/relais-health/relais/auth"
+	"github.com/relais-health/relais/internal/atomicfile"
 	"github.com/relais-health/relais/internal/websocket"
 	"github.com/relais-health/relais/journal"
 	"github.com/relais-health/relais/query"
@@ -96,22 +97,7 @@ func (s *Server) save() error {
 	if err != nil {
 		return err
 	}
-	tmp := s.file + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("ups: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, s.file)
-	}
-	if err != nil {
+	if err := atomicfile.Write(filepath.Dir(s.file), filepath.Base(s.file), b, 0o600); err != nil {
 		return fmt.Errorf("ups: saving state: %w", err)
 	}
 	return nil
