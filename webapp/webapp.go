@@ -14,6 +14,7 @@
 //	POST /app/login        form (username, password, next) or JSON {"username","password"}
 //	POST /app/logout       ends the session (CSRF header, or csrf form field)
 //	GET  /app/api/session  {"user","role","csrf","lang"}; 401 without a session
+//	/app/api/users         the users admin API (UsersHandler; session of an admin)
 //	GET  /app/static/...   assets (login.css and login.js public, the rest behind login)
 //	GET  /app/...          the application shell (behind login)
 package webapp
@@ -135,6 +136,10 @@ func (a *App) Handler() http.Handler {
 	mux.HandleFunc("POST /app/login", a.doLogin)
 	mux.HandleFunc("POST /app/logout", a.doLogout)
 	mux.HandleFunc("GET /app/api/session", a.session)
+	users := UsersHandler(UsersPath, a.Users, a.Journal, a.authorizeSession)
+	mux.Handle("GET "+UsersPath, users)
+	mux.Handle("POST "+UsersPath, users)
+	mux.Handle("POST "+UsersPath+"/{name}/{action}", users)
 	mux.HandleFunc("GET /app/static/", a.asset)
 	mux.HandleFunc("GET /app/", a.shell)
 	return securityHeaders(mux)

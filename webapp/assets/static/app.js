@@ -21,7 +21,13 @@ async function start() {
     location.href = '/app/login';
   });
   const nav = document.getElementById('nav');
-  nav.append(el('a', { href: '/app/', 'data-nav': 'worklist' }, t('worklist')), el('a', { href: '/app/studies', 'data-nav': 'studies' }, t('studies')));
+  // Each role sees its pages: a requester its site's requests and studies
+  // (never the reading worklist), a radiologist the worklist, an
+  // administrator the admin area too.
+  if (session.role !== 'requester') nav.append(el('a', { href: '/app/', 'data-nav': 'worklist' }, t('worklist')));
+  nav.append(el('a', { href: session.role === 'requester' ? '/app/' : '/app/requests', 'data-nav': 'requests' }, t('requests')));
+  nav.append(el('a', { href: '/app/studies', 'data-nav': 'studies' }, t('studies')));
+  if (session.role === 'admin') nav.append(el('a', { href: '/app/admin/routes', 'data-nav': 'admin' }, t('admin')));
   document.addEventListener('click', (e) => {
     const a = e.target.closest('a[href^="/app/"]');
     if (!a || a.target || e.ctrlKey || e.metaKey || e.shiftKey || a.hasAttribute('download')) return;
@@ -41,13 +47,27 @@ async function route() {
   if (cleanup) { try { cleanup(); } catch (e) { console.error(e); } cleanup = null; }
   main.replaceChildren();
   const p = location.pathname;
-  for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.getAttribute('href') === p);
+  for (const a of document.querySelectorAll('#nav a')) {
+    const h = a.getAttribute('href');
+    a.classList.toggle('active', h === p || (a.dataset.nav === 'admin' && p.startsWith('/app/admin')));
+  }
   let m;
-  if ((m = p.match(/^\/app\/study\/([0-9.]+)$/))) {
+  if ((m = p.match(/^\/app\/study\/([^/]+)$/))) {
     const { openStudy } = await import('./viewer.js');
-    cleanup = await openStudy(main, m[1]);
+    cleanup = await openStudy(main, decodeURIComponent(m[1]));
   } else if (p === '/app/studies') {
     cleanup = await studiesPage(main);
+  } else if (p === '/app/requests' || (session.role === 'requester' && (p === '/app/' || p === '/app'))) {
+    const { requestsPage } = await import('./requests.js');
+    cleanup = await requestsPage(main);
+  } else if ((m = p.match(/^\/app\/admin(?:\/([a-z]+))?$/))) {
+    const { adminPage } = await import('./admin.js');
+    cleanup = await adminPage(main, m[1] || 'routes');
+  } else if (session.role === 'requester') {
+    // The reading worklist is not for requesters: their requests instead.
+    history.replaceState(null, '', '/app/');
+    const { requestsPage } = await import('./requests.js');
+    cleanup = await requestsPage(main);
   } else {
     cleanup = await worklistPage(main);
   }
@@ -122,6 +142,11 @@ async function worklistPage(root) {
     const params = new URLSearchParams();
     if (filters.state) params.set('state', filters.state);
     const r = await api('GET', '/api/worklist' + (params.toString() ? '?' + params : ''), undefined, { headers: { Accept: 'application/json' } });
+    if (r.status === 403) {
+      note.textContent = t('forbiddenWorklist');
+      table.remove(); counts.remove(); status.remove();
+      return;
+    }
     if (r.status === 404) {
       if (!fallback) {
         fallback = true;

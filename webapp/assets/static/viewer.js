@@ -82,8 +82,10 @@ export async function openStudy(root, studyUID) {
   function setTool(id) { tool = id; for (const [k, b] of Object.entries(tools)) b.classList.toggle('active', k === id); canvas.dataset.tool = id; }
 
   // 1. Every instance of the study (one index query) and the series list.
+  // 404: no such study, or another site's (a requester sees its own only).
+  let notFound = false;
   const [insts, seriesQ] = await Promise.all([
-    getJSON(base + '/instances?includefield=00200032&includefield=00280030', { signal: ctl.signal }).catch(() => []),
+    getJSON(base + '/instances?includefield=00200032&includefield=00280030', { signal: ctl.signal }).catch((e) => { if (e.status === 404 || e.status === 403) notFound = true; return []; }),
     getJSON(base + '/series', { signal: ctl.signal }).catch(() => []),
   ]);
   const bySeries = new Map();
@@ -105,6 +107,11 @@ export async function openStudy(root, studyUID) {
       index: 0, cache: new Map(), pending: new Map(), meta: new Map(), params: null, rendered: false, wc: null, ww: null });
   }
   series.sort((a, b) => a.number - b.number);
+  if (notFound) {
+    title.replaceChildren(el('span', { id: 'study-notfound', class: 'err' }, t('notFound')));
+    root.querySelector('.study-body').replaceChildren(el('p', { class: 'note page', id: 'study-notfound-body' }, t('notFound')));
+    return () => ctl.abort();
+  }
   if (!series.length) {
     title.textContent = t('notImage');
     return () => ctl.abort();
