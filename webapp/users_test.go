@@ -18,14 +18,15 @@ import (
 // password never answered nor journaled); a radiologist gets 403; the
 // changes are journaled with the administrator's name.
 func TestUsersAPI(t *testing.T) {
-	a, h := newApp(t, "")
+	a0, _ := newApp(t, "")
 	jdir := t.TempDir()
 	j, err := journal.Open(jdir, journal.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	a.Journal = j
+	a := &App{Users: a0.Users, Sessions: a0.Sessions, Journal: j}
+	h := a.Handler()
 	if _, err := a.Users.Add("root", auth.RoleAdmin, "administrateur-2026"); err != nil {
 		t.Fatal(err)
 	}
