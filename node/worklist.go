@@ -68,6 +68,12 @@ func (n *Node) openWorklist() error {
 			return r.At(t), true
 		},
 	}
+	d.Consent = func(study string) (bool, bool, string) {
+		if rs := n.Requests(); rs != nil {
+			return rs.ReadingAllowed(study)
+		}
+		return false, false, ""
+	}
 	wl, err := worklist.Open(d)
 	if err != nil {
 		return err

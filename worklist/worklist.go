@@ -158,7 +158,12 @@ type Deps struct {
 	// pool).
 	Shifts func(pool string, t time.Time) ([]calendar.Shift, bool)
 	// Readers lists the professionals (the directory's).
-	Readers    func() []Reader
+	Readers func() []Reader
+	// Consent says whether a study may be read: known is false when no
+	// telemedicine request is linked to it (then it may); otherwise a
+	// request must have the patient's consent given, and claiming the
+	// item is refused with why until it has. Nil: no such check.
+	Consent    func(study string) (allowed, known bool, why string)
 	HTTPClient *http.Client
 }
 
@@ -611,6 +616,11 @@ func (w *Worklist) Claim(id, user string) (*Item, error) {
 			return "", fmt.Errorf("%w: the item is %s", ErrConflict, it.State)
 		case it.Reader != "" && it.Reader != user:
 			return "", fmt.Errorf("%w: assigned to %s (an administrator may reassign it)", ErrConflict, it.Reader)
+		}
+		if w.d.Consent != nil {
+			if ok, known, why := w.d.Consent(it.StudyUID); known && !ok {
+				return "", fmt.Errorf("%w: the study cannot be read yet: %s", ErrConflict, why)
+			}
 		}
 		lock := w.d.Settings().LockDuration()
 		it.State, it.ClaimedBy, it.LockExpires = InProgress, user, now.Add(lock)

@@ -208,6 +208,43 @@ func TestLeastLoadedRoundRobinAndPatientStickiness(t *testing.T) {
 	}
 }
 
+func TestClaimNeedsConsentWhenARequestIsLinked(t *testing.T) {
+	e := newEnv(t, config.Worklist{})
+	consent := map[string]string{"7.1": "awaiting the patient's consent", "7.2": ""}
+	e.w.d.Consent = func(study string) (bool, bool, string) {
+		why, known := consent[study]
+		return known && why == "", known, why
+	}
+	for _, tc := range []struct {
+		study string
+		ok    bool
+	}{{"7.1", false}, {"7.2", true}, {"7.3", true}} {
+		it := e.ready(tc.study, "P"+tc.study, config.PriorityStat, "", "cmartin")
+		_, err := e.w.Claim(it.ID, "cmartin")
+		if tc.ok != (err == nil) || (!tc.ok && (!errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "consent"))) {
+			t.Errorf("study %s: claim %v, want ok=%v", tc.study, err, tc.ok)
+		}
+		if g, _ := e.w.Get(it.ID); tc.ok != (g.State == InProgress) {
+			t.Errorf("study %s: state %s", tc.study, g.State)
+		}
+	}
+	consent["7.1"] = ""
+	if _, err := e.w.Claim(worklistItemID(e, "7.1"), "cmartin"); err != nil {
+		t.Fatalf("claim once the consent is recorded: %v", err)
+	}
+}
+
+func worklistItemID(e *env, study string) string {
+	items, _ := e.w.List(Filter{States: []string{"all"}})
+	for _, it := range items {
+		if it.StudyUID == study {
+			return it.ID
+		}
+	}
+	e.t.Fatalf("no item for %s", study)
+	return ""
+}
+
 func TestClaimConflictLockRenewAndExpiry(t *testing.T) {
 	e := newEnv(t, config.Worklist{Lock: config.Duration(2 * time.Minute)})
 	it := e.ready("6.1", "P6", config.PriorityStat, "", "cmartin")
