@@ -39,6 +39,7 @@ fuzz:
 	$(GO) test ./report -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/websocket -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./telerequest -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./ups -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) run ./bench/storebench -n 500 -runs 3

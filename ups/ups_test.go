@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -275,4 +276,48 @@ func TestSubscriptionEvents(t *testing.T) {
 	if code, _ := do(t, "POST", srv.URL+"/dicom-web/workitems/1.2.1/subscribers/"+strings.Repeat("A", 17), ""); code != 400 {
 		t.Fatalf("bad AE: %d", code)
 	}
+}
+
+// FuzzHandler sends arbitrary bodies and paths to the state and
+// subscription routes: never a 5xx, and a refused state change leaves the
+// workitem as it was.
+func FuzzHandler(f *testing.F) {
+	f.Add("1.2.1", stateBody("IN PROGRESS", "2.25.1"))
+	f.Add("1.2.3", stateBody("COMPLETED", "2.25.1"))
+	f.Add("1.2.1", `[{"00741000": {"vr": "CS", "Value": [1]}}]`)
+	f.Add("1.2.2", `{"00081195": {"vr": "UI"}}`)
+	f.Add("9.9", `nope`)
+	b := newFake()
+	s, err := New(b, Options{Dir: f.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := s.Handler("/dicom-web", func(w http.ResponseWriter, r *http.Request, perm auth.Permission) (auth.Principal, bool) {
+		return auth.Principal{User: "cm", Role: auth.RoleRadiologist}, true
+	})
+	f.Fuzz(func(t *testing.T, uid, body string) {
+		if uid == "" || strings.Contains(uid, "/") {
+			return
+		}
+		path := url.PathEscape(uid)
+		before, _ := b.Get(context.Background(), uid)
+		for _, rt := range []struct{ method, path string }{
+			{"PUT", "/dicom-web/workitems/" + path + "/state"},
+			{"POST", "/dicom-web/workitems/" + path + "/cancelrequest"},
+			{"POST", "/dicom-web/workitems/" + path + "/subscribers/AE1"},
+		} {
+			rq := httptest.NewRequest(rt.method, rt.path, strings.NewReader(body))
+			rq.Header.Set("Content-Type", "application/dicom+json")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, rq)
+			if w.Code >= 500 {
+				t.Fatalf("%s %s %q: %d %s", rt.method, rt.path, body, w.Code, w.Body)
+			}
+			if rt.method == "PUT" && w.Code >= 400 {
+				if after, _ := b.Get(context.Background(), uid); after.State != before.State {
+					t.Fatalf("refused (%d) but the state changed %s → %s", w.Code, before.State, after.State)
+				}
+			}
+		}
+	})
 }
