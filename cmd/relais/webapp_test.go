@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/relais-health/relais/internal/testdicom"
+	"github.com/relais-health/relais/journal"
 )
 
 // e2eDir is the Playwright project of the web app (playwright-core pinned
@@ -25,16 +26,32 @@ import (
 const e2eDir = "../../webapp/testdata/e2e"
 
 // TestWebAppE2E drives the web app in Debian's chromium (playwright-core,
-// headless): a CT study (500 instances of 512×512 by default, from the
-// bench generator; RELAIS_E2E_INSTANCES changes it) arrives with storescu
-// from a site's modality; a radiologist created with `relais user add`
-// checks that an unauthenticated browser gets only the login page, logs
-// in, finds the STAT study at the top of the worklist (above a routine
-// study that arrived earlier), opens the study (first-image time measured), scrolls the stack,
-// applies window presets, measures, flags a key image, writes a report
-// from the stroke template and signs it; the CDA then reaches the site's
-// storescp and the worklist shows the item reported or returned (live,
-// through the SSE stream). Screenshots of each step go to RELAIS_ARTIFACTS (default
+// headless) against relais serve at "night" (RELAIS_CLOCK 03:00, a
+// Tuesday), with a stroke route (immediate, STAT, ready) whose pool is an
+// iCalendar rota naming the radiologist on call, and a storescp as the
+// sending site's report destination. Users are created with `relais user
+// add`: a requester of the site, the radiologist, an administrator.
+//
+//  1. The requester logs in (its home is its site's requests, not the
+//     worklist) and records the request with the patient's consent through
+//     the form, before the images.
+//  2. The stroke CT (500 instances of 512×512 by default, from the bench
+//     generator; RELAIS_E2E_INSTANCES changes it) arrives with storescu from
+//     the site's CT: the request shows linked; the requester cannot open
+//     another site's study (not found, no pixels).
+//  3. The radiologist: an unauthenticated browser gets only the login page;
+//     logs in, finds the stroke study at the top of the worklist, assigned
+//     by the rota, above a routine study that arrived earlier; opens it
+//     (first-image time measured), sees the request and the consent beside
+//     the images, scrolls the stack, applies window presets, measures,
+//     flags a key image, writes a report from the stroke template and signs
+//     it; the CDA reaches the site's storescp and the worklist item ends
+//     returned (live, through the SSE stream).
+//  4. The administrator sees the destination healthy, the rota, adds and
+//     disables a user, finds the signature in the journal and exports it
+//     as CSV.
+//
+// Screenshots of each step go to RELAIS_ARTIFACTS (default
 // webapp/testdata/e2e/artifacts). chromium and node are required (never
 // skipped).
 func TestWebAppE2E(t *testing.T) {
@@ -81,21 +98,35 @@ func TestWebAppE2E(t *testing.T) {
 
 	nord := startStorescp(t, "NORDPACS")
 	data := t.TempDir()
-	pwFile := filepath.Join(t.TempDir(), "pw")
 	const password = "nuit-de-garde-2026"
-	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, errs, code := runRelais(t, "user", "add", "cmartin", "--role", "radiologist", "--password-file", pwFile, "--data", data); code != 0 {
-		t.Fatalf("user add: exit %d: %s", code, errs)
+	const reqPassword = "demande-ch-nord-2026"
+	const adminPassword = "administrateur-2026"
+	for _, u := range []struct{ name, role, pw string }{{"cmartin", "radiologist", password}, {"urgnord", "requester", reqPassword}, {"root", "admin", adminPassword}} {
+		pwFile := filepath.Join(t.TempDir(), "pw")
+		if err := os.WriteFile(pwFile, []byte(u.pw+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, errs, code := runRelais(t, "user", "add", u.name, "--role", u.role, "--password-file", pwFile, "--data", data); code != 0 {
+			t.Fatalf("user add %s: exit %d: %s", u.name, code, errs)
+		}
 	}
 	if out, _, code := runRelais(t, "user", "list", "--data", data); code != 0 || !strings.Contains(out, "cmartin") || strings.Contains(out, password) {
 		t.Fatalf("user list: exit %d: %s", code, out)
 	}
+	// Night: the rota names cmartin on call (20:00-08:00 every day).
+	t.Setenv("RELAIS_CLOCK", worklistNight)
+	ics := filepath.Join(t.TempDir(), "pds.ics")
+	if err := os.WriteFile(ics, []byte(worklistICS), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// Routes put the studies on the worklist (immediate mode): the stroke
-	// protocol STAT, anything else ROUTINE, both for cmartin.
-	cfg := reportConfig(nord.port, freePort(t)) + `routes:
-  - {name: stroke, when: 'StudyDescription == "CT HEAD WITHOUT CONTRAST"', priority: STAT, mode: immediate, ready: true, reader: cmartin}
+	// protocol STAT for the pool on call, anything else ROUTINE for cmartin.
+	// urgnord is a requester of CH Nord, whose CT is CT_NORD; CH Sud's is
+	// CT_SUD.
+	cfg := strings.Replace(reportConfig(nord.port, freePort(t)), "users: [ch-nord]", "users: [ch-nord, urgnord]", 1) + `calendars:
+  pds: {ics: ` + ics + `}
+routes:
+  - {name: stroke, when: 'Modality == "CT" && stroke("(?i)HEAD WITHOUT CONTRAST")', priority: STAT, mode: immediate, ready: true, pool: pds}
   - {name: routine, priority: ROUTINE, mode: immediate, ready: true, reader: cmartin}
 `
 	s := startServer(t, data, cfg)
@@ -104,6 +135,11 @@ func TestWebAppE2E(t *testing.T) {
 	routine, routineFiles := reportStudy(t, t.TempDir(), "IPP555", "ACC-R1", "", 2)
 	if out, err := dcmtk(t, "storescu", append([]string{"-aet", "CT_NORD", "-aec", "RELAIS", host, port}, routineFiles...)...); err != nil {
 		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	// Another site's study: the requester of CH Nord cannot open it.
+	other, otherFiles := reportStudy(t, t.TempDir(), "IPP-SUD-1", "ACC-S1", "", 2)
+	if out, err := dcmtk(t, "storescu", append([]string{"-aet", "CT_SUD", "-aec", "RELAIS", host, port}, otherFiles...)...); err != nil {
+		t.Fatalf("storescu (CT_SUD): %v\n%s", err, out)
 	}
 	// A JPEG baseline study: the viewer falls back to /rendered. Same
 	// patient ID as the CT: it is its prior.
@@ -119,47 +155,36 @@ func TestWebAppE2E(t *testing.T) {
 	if out, err := dcmtk(t, "storescu", append([]string{"-xy", "-aet", "CT_NORD", "-aec", "RELAIS", host, port}, jpegFiles...)...); err != nil {
 		t.Fatalf("storescu (JPEG): %v\n%s", err, out)
 	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", s.httpPort)
+	browserEnv := append(os.Environ(), "RELAIS_URL="+base, "RELAIS_USER=cmartin", "RELAIS_PASSWORD="+password,
+		"RELAIS_REQUESTER=urgnord", "RELAIS_REQUESTER_PASSWORD="+reqPassword, "RELAIS_ADMIN=root", "RELAIS_ADMIN_PASSWORD="+adminPassword,
+		"RELAIS_STUDY="+study, "RELAIS_ROUTINE_STUDY="+routine, "RELAIS_OTHER_STUDY="+other, "RELAIS_WITH_REQUEST=1", "RELAIS_JPEG_STUDY="+jpegStudy,
+		"RELAIS_ARTIFACTS="+artifacts, "CHROMIUM="+chromium)
+	e2eStart := time.Now()
+
+	// 1. The requester records the request, with consent, before the images.
+	var first struct {
+		Steps []struct {
+			Name string `json:"name"`
+			Ms   int    `json:"ms"`
+		} `json:"steps"`
+		RequestID string `json:"requestID"`
+	}
+	runBrowser(t, nodeBin, append(browserEnv, "RELAIS_PHASE=request"), &first)
+	for _, st := range first.Steps {
+		t.Logf("step %-20s %5d ms", st.Name, st.Ms)
+	}
+	if first.RequestID == "" {
+		t.Fatalf("no request recorded: %+v", first)
+	}
+
+	// 2. The stroke CT arrives from the site's CT at night.
 	start = time.Now()
 	if out, err := dcmtk(t, "storescu", append([]string{"-aet", "CT_NORD", "-aec", "RELAIS", host, port}, files...)...); err != nil {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
 	t.Logf("stored %d instances in %s", n, time.Since(start).Round(time.Millisecond))
-	base := fmt.Sprintf("http://127.0.0.1:%d", s.httpPort)
-	admin := createToken(t, data, "check", "admin")
 
-	// The site's request, with the patient's consent, linked to the study:
-	// the viewer shows it beside the images.
-	reqBody := `{"site":"ch-nord","requester":{"name":"Dr Urgentiste NORD","rpps":"10001111111"},
-	  "patient":{"name":"BENCH","first_names":"SYNTHETIC","sex":"U","birth_date":"19700101","local_id":"BENCH0001"},
-	  "clinical_information":"Hémiplégie gauche brutale à 2 h 10.","question":"AVC ischémique ? hémorragie ?","urgency":"STAT",
-	  "study_instance_uid":"` + study + `","consent":{"status":"given","method":"oral","text":"Patient informé, accord oral."}}`
-	hreq, _ := http.NewRequest("POST", base+"/api/requests", strings.NewReader(reqBody))
-	hreq.Header.Set("Authorization", "Bearer "+admin)
-	hreq.Header.Set("Content-Type", "application/json")
-	withRequest := "0"
-	if resp, err := http.DefaultClient.Do(hreq); err != nil {
-		t.Fatal(err)
-	} else {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusCreated {
-			withRequest = "1"
-		} else {
-			t.Logf("request not recorded (%d: %s): the viewer's request panel is not checked", resp.StatusCode, b)
-		}
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, nodeBin, "run.mjs")
-	cmd.Dir = e2eDir
-	cmd.Env = append(os.Environ(), "RELAIS_URL="+base, "RELAIS_USER=cmartin", "RELAIS_PASSWORD="+password,
-		"RELAIS_STUDY="+study, "RELAIS_ROUTINE_STUDY="+routine, "RELAIS_WITH_REQUEST="+withRequest, "RELAIS_JPEG_STUDY="+jpegStudy, "RELAIS_ARTIFACTS="+artifacts, "CHROMIUM="+chromium)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start = time.Now()
-	runErr := cmd.Run()
-	t.Logf("browser run took %s; screenshots in %s", time.Since(start).Round(time.Millisecond), artifacts)
 	var res struct {
 		Steps []struct {
 			Name string `json:"name"`
@@ -174,19 +199,21 @@ func TestWebAppE2E(t *testing.T) {
 		ReportID            string   `json:"reportID"`
 		Notices             []string `json:"notices"`
 		Measure             string   `json:"measure"`
+		RequestLinked       bool     `json:"requestLinked"`
+		Destination         string   `json:"destination"`
+		CSVStatus           int      `json:"csvStatus"`
 		Error               string   `json:"error"`
 	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &res); jerr != nil || runErr != nil {
-		t.Fatalf("browser run: %v (results: %v)\nstdout:\n%s\nstderr:\n%s", runErr, jerr, stdout.String(), stderr.String())
-	}
+	runBrowser(t, nodeBin, append(browserEnv, "RELAIS_PHASE=main"), &res)
+	t.Logf("browser runs took %s in all; screenshots in %s", time.Since(e2eStart).Round(time.Millisecond), artifacts)
 	for _, st := range res.Steps {
 		t.Logf("step %-20s %5d ms", st.Name, st.Ms)
 	}
 	t.Logf("first image of the %d-instance CT: %.0f ms from the click (app: %.0f ms; first cold open after login: %.0f ms); target < 1500 ms",
 		res.Instances, res.FirstImageMs, res.AppFirstImageMs, res.ColdAppFirstImageMs)
 	t.Logf("measure %s; key image %d; report %s (%s), notices %q", res.Measure, res.KeyImageStatus, res.ReportID, res.ReportState, res.Notices)
-	if res.Instances != n || res.KeyImageStatus != 201 || res.ReportState != "signé" {
+	t.Logf("request %s linked %v; destination %q; journal CSV %d", first.RequestID, res.RequestLinked, res.Destination, res.CSVStatus)
+	if res.Instances != n || res.KeyImageStatus != 201 || res.ReportState != "signé" || !res.RequestLinked || res.CSVStatus != 200 {
 		t.Fatalf("results %+v", res)
 	}
 	if n >= 500 && res.ColdAppFirstImageMs > 1500 {
@@ -194,6 +221,7 @@ func TestWebAppE2E(t *testing.T) {
 	}
 
 	// The signed report reached the site's PACS as Encapsulated CDA.
+	admin := createToken(t, data, "check", "admin")
 	req, _ := http.NewRequest("GET", base+"/api/reports/"+res.ReportID, nil)
 	req.Header.Set("Authorization", "Bearer "+admin)
 	resp, err := http.DefaultClient.Do(req)
@@ -219,20 +247,53 @@ func TestWebAppE2E(t *testing.T) {
 			t.Errorf("%s: not the CDA of the report written in the browser", f)
 		}
 	}
-	// The journal has the login, the failed one and the logout, with the
-	// user and the address.
-	for _, kind := range []string{"auth.login", "auth.login_failed", "auth.logout", "keyimages.flagged", "report.signed"} {
-		evs := journalKinds(t, data, kind)
-		if len(evs) == 0 {
-			t.Errorf("no %s in the journal", kind)
-			continue
+	// The journal has each user's actions with the user (and, for logins
+	// and logouts, the address): the requester's request, login and
+	// refusal, the radiologist's logins, key image and signature, the
+	// administrator's changes and export.
+	by := func(kind, who string) *journal.Event {
+		for _, ev := range journalKinds(t, data, kind) {
+			if ev.User == who {
+				return ev
+			}
 		}
-		if evs[0].User != "cmartin" || (strings.HasPrefix(kind, "auth.") && evs[0].Addr == "") {
-			t.Errorf("%s: user %q addr %q", kind, evs[0].User, evs[0].Addr)
+		return nil
+	}
+	for _, c := range []struct{ kind, who string }{
+		{"auth.login", "cmartin"}, {"auth.login_failed", "cmartin"}, {"auth.logout", "cmartin"}, {"keyimages.flagged", "cmartin"},
+		{"report.signed", "cmartin"}, {"dicomweb.frames", "cmartin"},
+		{"auth.login", "urgnord"}, {"request.created", "urgnord"}, {"dicomweb.denied", "urgnord"},
+		{"auth.login", "root"}, {"user.added", "root"}, {"user.disabled", "root"}, {"journal.exported", "root"},
+	} {
+		ev := by(c.kind, c.who)
+		if ev == nil {
+			t.Errorf("no %s by %s in the journal", c.kind, c.who)
+		} else if strings.HasPrefix(c.kind, "auth.") && ev.Addr == "" {
+			t.Errorf("%s by %s without the address", c.kind, c.who)
 		}
 	}
-	if evs := journalKinds(t, data, "dicomweb.frames"); len(evs) == 0 || evs[0].User != "cmartin" {
-		t.Errorf("frames viewed through the session are not journaled with the user")
+}
+
+// runBrowser runs one phase of run.mjs and decodes its JSON result line
+// into res.
+func runBrowser(t *testing.T, nodeBin string, env []string, res any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, nodeBin, "run.mjs")
+	cmd.Dir = e2eDir
+	cmd.Env = env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	runErr := cmd.Run()
+	t.Logf("browser run (%s) took %s", env[len(env)-1], time.Since(start).Round(time.Millisecond))
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), res); jerr != nil || runErr != nil {
+		t.Fatalf("browser run: %v (results: %v)\nstdout:\n%s\nstderr:\n%s", runErr, jerr, stdout.String(), stderr.String())
+	}
+	if stderr.Len() > 0 {
+		t.Logf("browser stderr:\n%s", stderr.String())
 	}
 }
 

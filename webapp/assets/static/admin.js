@@ -26,7 +26,9 @@ async function call(method, url, body) {
   if (r.status === 401) {
     const s = await fetch('/app/api/session', { cache: 'no-store' });
     if (s.status === 401) { location.href = '/app/login'; throw new Error('session ended'); }
-    throw new Error(url + ': ' + t('sessionRefused'));
+    const e = new Error(url + ': ' + t('sessionRefused'));
+    e.sessionRefused = true;
+    throw e;
   }
   const j = await r.json().catch(() => null);
   if (!r.ok) throw new Error(url + ': ' + r.status + ' ' + ((j && (j.error_description || j.error)) || ''));
@@ -117,7 +119,16 @@ async function queues(box, note, ctl) {
   const msg = el('p', { class: 'note', id: 'q-note', role: 'status' });
   let dests = [];
   async function loadHealth() {
-    const h = await call('GET', '/api/queue/destinations');
+    let h;
+    try {
+      h = await call('GET', '/api/queue/destinations');
+    } catch (e) {
+      if (!e.sessionRefused) throw e;
+      // The queue API takes admin tokens only on this node: the health
+      // comes from /metrics (per-destination up, last success, backlog).
+      h = await healthFromMetrics();
+      msg.textContent = String(e.message) + ' — /metrics';
+    }
     dests = h.map((d) => d.destination);
     if (f.dest.options.length === 1) for (const d of dests) f.dest.append(el('option', { value: d }, d));
     health.replaceChildren(table('dest-table', [t('destination'), t('protocol'), t('health'), t('lastSuccess'), t('lastError'), t('backlog'), t('oldest')],
@@ -153,8 +164,27 @@ async function queues(box, note, ctl) {
       el('label', {}, t('state'), ' ', f.state), el('label', {}, t('destination'), ' ', f.dest), f.study, f.route, el('button', { type: 'submit' }, t('filter'))),
     msg, tasks);
   await loadHealth();
-  await loadTasks();
+  await loadTasks().catch((e) => { tasks.replaceChildren(el('p', { class: 'note err', id: 'tasks-error' }, String(e.message || e))); });
   ctl.timers.push(setInterval(() => loadHealth().catch(() => {}), 3000));
+}
+
+// healthFromMetrics reads the per-destination gauges of /metrics.
+async function healthFromMetrics() {
+  const r = await fetch('/metrics', { credentials: 'same-origin' });
+  if (!r.ok) throw new Error('/metrics: ' + r.status);
+  const by = new Map();
+  const get = (d) => { if (!by.has(d)) by.set(d, { destination: d, up: false, backlog: 0 }); return by.get(d); };
+  for (const line of (await r.text()).split('\n')) {
+    const m = line.match(/^relais_destination_(up|last_success_timestamp_seconds|backlog|oldest_task_age_seconds)\{destination="([^"]+)"\}\s+(\S+)/);
+    if (!m) continue;
+    const d = get(m[2]);
+    const v = Number(m[3]);
+    if (m[1] === 'up') d.up = v === 1;
+    else if (m[1] === 'backlog') d.backlog = v;
+    else if (m[1] === 'oldest_task_age_seconds') d.oldest_age_seconds = v;
+    else if (v > 0) d.last_success = new Date(v * 1000).toISOString();
+  }
+  return [...by.values()].sort((a, b) => a.destination.localeCompare(b.destination));
 }
 
 // On-call rotas.

@@ -9,6 +9,15 @@
 //   RELAIS_STUDY      the Study Instance UID to open
 //   RELAIS_ARTIFACTS  where screenshots go (default ./artifacts)
 //   CHROMIUM          the browser (default /usr/bin/chromium)
+//   RELAIS_PHASE      "request": the requester records the request with the
+//                     patient's consent, before the images (then exits);
+//                     "main" (default): the requester sees it linked and
+//                     cannot open another site's study, the radiologist
+//                     reads and signs, the admin checks destinations and
+//                     the journal
+//   RELAIS_REQUESTER, RELAIS_REQUESTER_PASSWORD   the requester (site ch-nord)
+//   RELAIS_ADMIN, RELAIS_ADMIN_PASSWORD           the administrator
+//   RELAIS_OTHER_STUDY                            a study of another site
 //
 // It prints one JSON line of results on stdout (timings, statuses) and
 // exits non-zero on the first failed assertion.
@@ -22,17 +31,24 @@ const user = process.env.RELAIS_USER;
 const password = process.env.RELAIS_PASSWORD;
 const study = process.env.RELAIS_STUDY;
 const routine = process.env.RELAIS_ROUTINE_STUDY || '';
+const phase = process.env.RELAIS_PHASE || 'main';
+const requester = process.env.RELAIS_REQUESTER || '';
+const requesterPassword = process.env.RELAIS_REQUESTER_PASSWORD || '';
+const adminUser = process.env.RELAIS_ADMIN || '';
+const adminPassword = process.env.RELAIS_ADMIN_PASSWORD || '';
+const otherStudy = process.env.RELAIS_OTHER_STUDY || '';
 const artifacts = process.env.RELAIS_ARTIFACTS || path.join(path.dirname(new URL(import.meta.url).pathname), 'artifacts');
 for (const [k, v] of Object.entries({ RELAIS_URL: base, RELAIS_USER: user, RELAIS_PASSWORD: password, RELAIS_STUDY: study })) {
   if (!v) { console.error(k + ' is not set'); process.exit(2); }
 }
 fs.mkdirSync(artifacts, { recursive: true });
 // The screenshots of an earlier run would be mistaken for this one's.
-for (const f of fs.readdirSync(artifacts)) if (/^\d\d-[a-z-]+\.png$/.test(f)) fs.rmSync(path.join(artifacts, f));
+if (phase === 'request') for (const f of fs.readdirSync(artifacts)) if (/^\d\d-[a-z-]+\.png$/.test(f)) fs.rmSync(path.join(artifacts, f));
 
 const results = { steps: [] };
 let page;
-let shot = 0;
+// Screenshots are numbered across the two phases.
+let shot = phase === 'request' ? 0 : 10;
 async function step(name, fn) {
   const t0 = Date.now();
   try {
@@ -66,10 +82,104 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
 });
 try {
-  const context = await browser.newContext({ locale: 'fr-FR', viewport: { width: 1440, height: 900 } });
-  page = await context.newPage();
-  page.on('pageerror', (e) => console.error('page error:', e.message));
-  page.on('console', (m) => { if (m.type() === 'error') console.error('console:', m.text()); });
+  // Each user in a browser context of its own (its own cookies).
+  async function newUserPage() {
+    const ctx = await browser.newContext({ locale: 'fr-FR', viewport: { width: 1440, height: 900 }, acceptDownloads: true });
+    const p = await ctx.newPage();
+    p.on('pageerror', (e) => console.error('page error:', e.message));
+    p.on('console', (m) => { if (m.type() === 'error' && !/404|403|401/.test(m.text())) console.error('console:', m.text()); });
+    return { ctx, p };
+  }
+  async function loginAs(name, pw) {
+    await page.goto(base + '/app/login');
+    await page.fill('#username', name);
+    await page.fill('#password', pw);
+    await Promise.all([page.waitForURL(/\/app\/$/), page.click('#login-submit')]);
+    await page.waitForFunction(() => document.getElementById('whoami').textContent.length > 0);
+  }
+
+  if (phase === 'request') {
+    ({ p: page } = await newUserPage());
+    await step('requester-login', async () => {
+      await loginAs(requester, requesterPassword);
+      assert.equal(await page.locator('#whoami').innerText(), requester + ' (requester)');
+      // The requester's home is its site's requests: no reading worklist
+      // (the API answers 403), no broken page.
+      await page.waitForSelector('#rq-form');
+      assert.equal(await page.locator('#nav a[data-nav="worklist"]').count(), 0, 'no worklist link for a requester');
+      assert.equal(await page.locator('#worklist').count(), 0);
+      assert.equal((await page.request.get(base + '/api/worklist')).status(), 403, '/api/worklist for a requester');
+    });
+    await step('requester-form', async () => {
+      await page.fill('#rq-physician', 'Dr Urgentiste NORD');
+      await page.fill('#rq-rpps', '10001111111');
+      await page.fill('#rq-patient-name', 'BENCH');
+      await page.fill('#rq-first-names', 'SYNTHETIC');
+      await page.fill('#rq-birth-date', '1970-01-01');
+      await page.fill('#rq-ipp', 'BENCH0001');
+      await page.selectOption('#rq-ins-status', 'PROV');
+      await page.fill('#rq-clinical', 'Hémiplégie gauche brutale à 2 h 10.');
+      await page.fill('#rq-question', 'AVC ischémique ? hémorragie ?');
+      await page.selectOption('#rq-urgency', 'STAT');
+      await page.fill('#rq-study', study);
+      await page.selectOption('#rq-consent-status', 'given');
+      await page.selectOption('#rq-consent-method', 'oral');
+      await page.fill('#rq-consent-text', 'Patient informé, accord oral.');
+    });
+    await step('requester-recorded', async () => {
+      const [resp] = await Promise.all([
+        page.waitForResponse((r) => new URL(r.url()).pathname === '/api/requests' && r.request().method() === 'POST'),
+        page.click('#rq-submit'),
+      ]);
+      const body = await resp.json();
+      assert.equal(resp.status(), 201, 'request: ' + JSON.stringify(body));
+      results.requestID = body.id;
+      await page.waitForSelector(`#requests tr[data-request="${body.id}"]`);
+      const row = await page.locator(`#requests tr[data-request="${body.id}"]`).innerText();
+      assert.match(row, /STAT/);
+      assert.match(row, /ouverte/, 'consent given, no images yet: open: ' + row);
+      const detail = await page.locator('#rq-detail-panel').innerText();
+      assert.match(detail, /Consentement du patient\s+donné \(oral\) : Patient informé, accord oral\. — /, detail);
+      assert.match(detail, /request\.created|request\.consent/, 'history: ' + detail);
+    });
+    await browser.close();
+    console.log(JSON.stringify(results));
+    process.exit(0);
+  }
+
+  if (requester) {
+    ({ p: page } = await newUserPage());
+    await step('requester-linked', async () => {
+      await loginAs(requester, requesterPassword);
+      await page.waitForSelector('#requests tr[data-request]');
+      // The CT arrived: the request is linked (the page follows it).
+      await page.waitForFunction(() => {
+        const td = document.querySelector('#requests tr[data-request] td.rq-state');
+        return td && /liée/.test(td.textContent);
+      }, null, { timeout: 15000 });
+      await page.locator('#requests tr[data-request] button.rq-open').first().click();
+      const detail = await page.locator('#rq-detail-panel').innerText();
+      assert.match(detail, /liée/);
+      assert.ok(!/rapprochement nécessaire/.test(detail), 'no reconciliation needed: ' + detail);
+      results.requestLinked = true;
+    });
+    if (otherStudy) await step('requester-other-site', async () => {
+      // Another site's study: not found, and no pixels.
+      await page.goto(base + '/app/study/' + otherStudy);
+      await page.waitForSelector('#study-notfound');
+      assert.match(await page.locator('#study-notfound').innerText(), /introuvable/);
+      assert.equal(await page.locator('#viewport').count(), 0, 'no viewport for another site\'s study');
+      assert.equal((await page.request.get(base + '/dicom-web/studies/' + otherStudy + '/series')).status(), 404);
+      // Its own site's study opens.
+      await page.goto(base + '/app/study/' + study);
+      await page.waitForSelector('#viewport.ready', { timeout: 30000 });
+      await page.click('#logout');
+      await page.waitForURL(/\/app\/login$/);
+    });
+  }
+
+  const { ctx: context, p: radPage } = await newUserPage();
+  page = radPage;
 
   await step('unauthenticated', async () => {
     // A deep link to the study: the browser gets the login page, and only it.
@@ -122,6 +232,8 @@ try {
     assert.equal(await rows.first().getAttribute('data-study'), study, 'the STAT study is on top');
     assert.match(await rows.first().locator('td').first().innerText(), /STAT/);
     assert.match(await rows.first().locator('td.state').innerText(), /à lire/);
+    // Assigned by the rota at night: the pool's reader on call.
+    assert.match(await rows.first().innerText(), new RegExp(user), 'assigned to the radiologist on call');
     if (routine) assert.equal(await rows.nth(1).getAttribute('data-study'), routine, 'the routine study below');
     const counts = await page.locator('#wl-counts').innerText();
     const m = counts.match(/à lire\s*(\d+)/);
@@ -306,6 +418,54 @@ try {
     const api = await page.request.get(base + '/api/reports?study=' + study);
     assert.equal(api.status(), 401, 'the session ended');
   });
+  if (adminUser) {
+    ({ p: page } = await newUserPage());
+    await step('admin-destinations', async () => {
+      await loginAs(adminUser, adminPassword);
+      assert.equal(await page.locator('#nav a[data-nav="admin"]').count(), 1);
+      await page.click('#nav a[data-nav="admin"]');
+      await page.click('#admin-tabs a[data-tab="queues"]');
+      // The site's PACS got the CDA: healthy.
+      await page.waitForSelector('#dest-table tr[data-dest="nord-pacs"]');
+      await page.waitForFunction(() => /healthy|disponible/.test(document.querySelector('#dest-table tr[data-dest="nord-pacs"] td.dest-health').textContent), null, { timeout: 10000 });
+      results.destination = await page.locator('#dest-table tr[data-dest="nord-pacs"]').innerText();
+    });
+    await step('admin-rotas', async () => {
+      await page.click('#admin-tabs a[data-tab="rotas"]');
+      await page.waitForSelector('section[data-calendar="pds"]');
+      assert.match(await page.locator('section[data-calendar="pds"]').innerText(), new RegExp(user), 'on call now');
+    });
+    await step('admin-users', async () => {
+      await page.click('#admin-tabs a[data-tab="users"]');
+      await page.waitForSelector(`#users-table tr[data-user="${user}"]`);
+      await page.fill('#user-name', 'pdubois');
+      await page.selectOption('#user-role', 'radiologist');
+      await page.fill('#user-password', 'un-mot-de-passe-long');
+      await page.click('#user-add-submit');
+      await page.waitForSelector('#users-table tr[data-user="pdubois"] button.user-disable');
+      await page.click('#users-table tr[data-user="pdubois"] button.user-disable');
+      await page.waitForSelector('#users-table tr[data-user="pdubois"] button.user-enable');
+      assert.match(await page.locator('#users-table tr[data-user="pdubois"] td.user-state').innerText(), /disabled|désactivé/);
+    });
+    await step('admin-journal', async () => {
+      await page.click('#admin-tabs a[data-tab="journal"]');
+      await page.waitForSelector('#journal-table');
+      await page.fill('#j-kind', 'report.signed');
+      await page.click('#j-search');
+      await page.waitForFunction(() => document.querySelector('#journal-table tr[data-kind="report.signed"]'));
+      const row = await page.locator('#journal-table tr[data-kind="report.signed"]').first().innerText();
+      assert.match(row, new RegExp(user), 'the signature with its user: ' + row);
+      const [download] = await Promise.all([page.waitForEvent('download'), page.click('#j-csv')]);
+      const file = path.join(artifacts, 'journal.csv');
+      await download.saveAs(file);
+      const csv = fs.readFileSync(file, 'utf8');
+      assert.match(csv, /^seq,time,kind,/);
+      assert.match(csv, /report\.signed/);
+      const resp = await page.request.get(new URL(await page.locator('#j-csv').getAttribute('href'), base).href);
+      results.csvStatus = resp.status();
+      assert.equal(resp.status(), 200);
+    });
+  }
 } catch (e) {
   console.error('FAILED:', e && e.stack || e);
   results.error = String(e && e.message || e);
