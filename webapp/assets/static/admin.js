@@ -133,7 +133,9 @@ async function queues(box, note, ctl) {
     if (f.dest.options.length === 1) for (const d of dests) f.dest.append(el('option', { value: d }, d));
     health.replaceChildren(table('dest-table', [t('destination'), t('protocol'), t('health'), t('lastSuccess'), t('lastError'), t('backlog'), t('oldest')],
       h.map((d) => el('tr', { 'data-dest': d.destination, class: d.up ? 'up' : 'down' }, el('td', {}, el('b', {}, d.destination)), el('td', {}, d.protocol || ''),
-        el('td', { class: 'dest-health' }, el('span', { class: 'badge ' + (d.up ? 'ok' : 'late') }, d.up ? t('healthy') : t('down'))),
+        el('td', { class: 'dest-health' }, d.up ? el('span', { class: 'badge ok' }, t('healthy'))
+          : !d.tried && !d.last_attempt && !d.last_success && !d.last_error ? el('span', { class: 'badge' }, t('untried'))
+            : el('span', { class: 'badge late' }, t('down'))),
         el('td', {}, fmt(d.last_success)), el('td', { class: 'err' }, d.last_error || ''), el('td', {}, String(d.backlog ?? 0)),
         el('td', {}, d.oldest_age_seconds ? d.oldest_age_seconds.toFixed(0) : '')))));
   }
@@ -179,7 +181,7 @@ async function healthFromMetrics() {
     if (!m) continue;
     const d = get(m[2]);
     const v = Number(m[3]);
-    if (m[1] === 'up') d.up = v === 1;
+    if (m[1] === 'up') { d.up = v === 1; d.tried = true; }
     else if (m[1] === 'backlog') d.backlog = v;
     else if (m[1] === 'oldest_task_age_seconds') d.oldest_age_seconds = v;
     else if (v > 0) d.last_success = new Date(v * 1000).toISOString();

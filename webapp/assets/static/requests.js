@@ -135,7 +135,7 @@ export async function requestsPage(root) {
     if (c) row(t('consentStatus'), t(c.status === 'given' ? 'consentGiven' : 'consentRefused') + ' (' + t(c.method === 'other' ? 'otherMethod' : c.method) + ')' +
       (c.text ? ' : ' + c.text : '') + ' — ' + (c.recorded_by || '') + ' ' + fmt(c.recorded_at), 'consent ' + c.status);
     else row(t('consentStatus'), t('awaiting-consent'), 'consent awaiting');
-    if (q.study_linked) row(t('linked'), (q.linked_by === 'auto' ? 'auto' : q.linked_by || '') + ' ' + fmt(q.linked_at), 'rq-linked');
+    if (q.study_linked) row(t('link'), t('linked') + ' · ' + (q.linked_by === 'auto' ? 'auto' : q.linked_by || '') + ' ' + fmt(q.linked_at), 'rq-linked');
     if (q.reconciliation_needed || q.reconciliation) {
       const rc = q.reconciliation || {};
       row(t('reconciliation'), [rc.study_instance_uid, (rc.reasons || []).join(' ; ')].filter(Boolean).join(' : '), 'consent refused rq-reconciliation');
