@@ -204,7 +204,7 @@ routes:
 		CSVStatus           int      `json:"csvStatus"`
 		Error               string   `json:"error"`
 	}
-	runBrowser(t, nodeBin, append(browserEnv, "RELAIS_PHASE=main"), &res)
+	runBrowser(t, nodeBin, append(browserEnv, "RELAIS_REQUEST_ID="+first.RequestID, "RELAIS_PHASE=main"), &res)
 	t.Logf("browser runs took %s in all; screenshots in %s", time.Since(e2eStart).Round(time.Millisecond), artifacts)
 	for _, st := range res.Steps {
 		t.Logf("step %-20s %5d ms", st.Name, st.Ms)

@@ -20,16 +20,15 @@ async function errorText(r) {
 
 // stateLabel is a request's state as the user reads it.
 export function stateLabel(q) {
-  let s = t(q.state === 'open' ? 'stateOpen' : q.state);
+  let s = t(q.state === 'open' ? 'stateOpen' : q.state === 'cancelled' ? 'rqCancelled' : q.state);
   if (q.cancelled && q.cancel_reason) s += ' : ' + q.cancel_reason;
   return s;
 }
 
 function field(label, input) { return el('label', { class: 'fld' }, el('span', {}, label), input); }
 function select(id, options, value) {
-  const s = el('select', { id }, ...options.map(([v, l]) => el('option', { value: v }, l)));
-  if (value !== undefined) s.value = value;
-  return s;
+  // The value given is the default (form.reset() comes back to it).
+  return el('select', { id }, ...options.map(([v, l]) => el('option', { value: v, selected: value !== undefined && v === value }, l)));
 }
 
 function consentInputs(prefix) {

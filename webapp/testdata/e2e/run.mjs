@@ -142,6 +142,39 @@ try {
       assert.match(detail, /Consentement du patient\s+donné \(oral\) : Patient informé, accord oral\. — /, detail);
       assert.match(detail, /request\.created|request\.consent/, 'history: ' + detail);
     });
+    await step('requester-consent-later-cancel', async () => {
+      // A second request, consent to be collected: awaiting consent; the
+      // consent recorded later opens it; then it is cancelled with a reason.
+      await page.fill('#rq-physician', 'Dr Urgentiste NORD');
+      await page.fill('#rq-patient-name', 'MARTIN');
+      await page.fill('#rq-first-names', 'Paul');
+      await page.fill('#rq-question', 'Fracture du rachis ?');
+      await page.selectOption('#rq-urgency', 'URGENT');
+      await page.fill('#rq-accession', 'ACC-E2E-2');
+      await page.selectOption('#rq-consent-status', '');
+      const [resp] = await Promise.all([
+        page.waitForResponse((r) => new URL(r.url()).pathname === '/api/requests' && r.request().method() === 'POST'),
+        page.click('#rq-submit'),
+      ]);
+      const id = (await resp.json()).id;
+      assert.equal(resp.status(), 201);
+      const state = () => page.locator(`#requests tr[data-request="${id}"] td.rq-state`).innerText();
+      await page.waitForSelector(`#requests tr[data-request="${id}"]`);
+      assert.match(await state(), /en attente du consentement/);
+      await page.waitForSelector(`#rq-detail-panel[data-request="${id}"] #rq-consent-form`);
+      await page.selectOption('#rc-consent-status', 'given');
+      await page.selectOption('#rc-consent-method', 'written');
+      await page.click('#rq-consent-submit');
+      await page.waitForFunction((rid) => /ouverte/.test(document.querySelector(`#requests tr[data-request="${rid}"] td.rq-state`).textContent), id);
+      await page.click('#rq-cancel'); // no reason: refused by the page
+      assert.match(await page.locator('#rq-action-note').innerText(), /motif est obligatoire/);
+      await page.fill('#rq-cancel-reason', 'patient transféré');
+      await page.click('#rq-cancel');
+      await page.waitForFunction((rid) => /annulée : patient transféré/.test(document.querySelector(`#requests tr[data-request="${rid}"] td.rq-state`).textContent), id);
+      const hist = await page.locator('#rq-history').innerText();
+      assert.match(hist, /request\.cancelled/, hist);
+      assert.equal(await page.locator('#rq-cancel').count(), 0, 'a cancelled request has no actions');
+    });
     await browser.close();
     console.log(JSON.stringify(results));
     process.exit(0);
@@ -151,13 +184,15 @@ try {
     ({ p: page } = await newUserPage());
     await step('requester-linked', async () => {
       await loginAs(requester, requesterPassword);
-      await page.waitForSelector('#requests tr[data-request]');
+      const rid = process.env.RELAIS_REQUEST_ID;
+      await page.waitForSelector(`#requests tr[data-request="${rid}"]`);
       // The CT arrived: the request is linked (the page follows it).
-      await page.waitForFunction(() => {
-        const td = document.querySelector('#requests tr[data-request] td.rq-state');
+      await page.waitForFunction((id) => {
+        const td = document.querySelector(`#requests tr[data-request="${id}"] td.rq-state`);
         return td && /liée/.test(td.textContent);
-      }, null, { timeout: 15000 });
-      await page.locator('#requests tr[data-request] button.rq-open').first().click();
+      }, rid, { timeout: 15000 });
+      await page.click(`#requests tr[data-request="${rid}"] button.rq-open`);
+      await page.waitForSelector(`#rq-detail-panel[data-request="${rid}"]`);
       const detail = await page.locator('#rq-detail-panel').innerText();
       assert.match(detail, /liée/);
       assert.ok(!/rapprochement nécessaire/.test(detail), 'no reconciliation needed: ' + detail);
@@ -434,6 +469,14 @@ try {
       await page.click('#admin-tabs a[data-tab="rotas"]');
       await page.waitForSelector('section[data-calendar="pds"]');
       assert.match(await page.locator('section[data-calendar="pds"]').innerText(), new RegExp(user), 'on call now');
+    });
+    await step('admin-directory', async () => {
+      await page.click('#admin-tabs a[data-tab="directory"]');
+      await page.waitForSelector('#dir-sites tr[data-id="ch-nord"]');
+      assert.match(await page.locator('#dir-sites tr[data-id="ch-nord"]').innerText(), /urgnord/);
+      await page.click('#admin-tabs a[data-tab="routes"]');
+      // The rules, or why this node's routing API cannot answer the session.
+      await page.waitForFunction(() => document.querySelector('#routes-table tr[data-route="stroke"]') || document.getElementById('admin-error').textContent);
     });
     await step('admin-users', async () => {
       await page.click('#admin-tabs a[data-tab="users"]');
