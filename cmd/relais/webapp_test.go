@@ -55,25 +55,8 @@ const e2eDir = "../../webapp/testdata/e2e"
 // webapp/testdata/e2e/artifacts). chromium and node are required (never
 // skipped).
 func TestWebAppE2E(t *testing.T) {
-	needTool(t, "storescu")
-	nodeBin, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node not found: apt-get install nodejs npm (.ci/run does)")
-	}
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("chromium not found at %s: apt-get install chromium (.ci/run does)", chromium)
-	}
-	if _, err := os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core")); err != nil {
-		t.Fatalf("playwright-core is not installed: run npm ci in webapp/testdata/e2e (.ci/run does)")
-	}
-	artifacts := os.Getenv("RELAIS_ARTIFACTS")
-	if artifacts == "" {
-		artifacts, _ = filepath.Abs(filepath.Join(e2eDir, "artifacts"))
-	}
+	nodeBin, chromium, artifacts := browserTools(t)
+	var err error
 	n := 500
 	if v := os.Getenv("RELAIS_E2E_INSTANCES"); v != "" {
 		if n, err = strconv.Atoi(v); err != nil || n < 12 {
@@ -270,6 +253,98 @@ routes:
 			t.Errorf("no %s by %s in the journal", c.kind, c.who)
 		} else if strings.HasPrefix(c.kind, "auth.") && ev.Addr == "" {
 			t.Errorf("%s by %s without the address", c.kind, c.who)
+		}
+	}
+}
+
+// browserTools finds node, chromium and playwright-core (required: the
+// test fails without them) and the screenshots' directory.
+func browserTools(t *testing.T) (nodeBin, chromium, artifacts string) {
+	t.Helper()
+	needTool(t, "storescu")
+	nodeBin, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node not found: apt-get install nodejs npm (.ci/run does)")
+	}
+	chromium = os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("chromium not found at %s: apt-get install chromium (.ci/run does)", chromium)
+	}
+	if _, err := os.Stat(filepath.Join(e2eDir, "node_modules", "playwright-core")); err != nil {
+		t.Fatalf("playwright-core is not installed: run npm ci in webapp/testdata/e2e (.ci/run does)")
+	}
+	artifacts = os.Getenv("RELAIS_ARTIFACTS")
+	if artifacts == "" {
+		artifacts, _ = filepath.Abs(filepath.Join(e2eDir, "artifacts"))
+	}
+	return nodeBin, chromium, artifacts
+}
+
+// TestWebAppAdminQueues drives the admin area against a node whose
+// routing admin API takes the browser's session (http.auth: none): the
+// dry-run tester on a stored study (which rule applies and why), then the
+// delivery tasks of a destination that is down: one retried, one
+// rerouted to a PACS (storescp, where it arrives), one cancelled with a
+// reason (journaled).
+func TestWebAppAdminQueues(t *testing.T) {
+	nodeBin, chromium, artifacts := browserTools(t)
+	pacs := startStorescp(t, "PACSY")
+	data := t.TempDir()
+	const adminPassword = "administrateur-2026"
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte(adminPassword+"\n"), 0o600)
+	if _, errs, code := runRelais(t, "user", "add", "root", "--role", "admin", "--password-file", pwFile, "--data", data); code != 0 {
+		t.Fatalf("user add: %s", errs)
+	}
+	s := startServer(t, data, fmt.Sprintf(`http: {auth: none}
+destinations:
+  down: {dicom: {ae: DOWN, host: 127.0.0.1, port: %d}}
+  pacs: {dicom: {ae: PACSY, host: 127.0.0.1, port: %d}}
+routing: {retry_initial: 30s, retry_max: 1m}
+routes:
+  - {name: ct, when: 'Modality == "CT"', mode: immediate, forward: [down], priority: URGENT}
+  - {name: other, forward: [pacs]}
+`, freePort(t), pacs.port))
+	host, port := s.hostPort()
+	study, files := reportStudy(t, t.TempDir(), "IPP-Q1", "ACC-Q1", "", 3)
+	if out, err := dcmtk(t, "storescu", append([]string{"-aet", "CT_X", "-aec", "RELAIS", host, port}, files...)...); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	var res struct {
+		Rerouted  string `json:"rerouted"`
+		Cancelled string `json:"cancelled"`
+	}
+	runBrowser(t, nodeBin, append(os.Environ(), fmt.Sprintf("RELAIS_URL=http://127.0.0.1:%d", s.httpPort), "RELAIS_ADMIN=root", "RELAIS_ADMIN_PASSWORD="+adminPassword,
+		"RELAIS_STUDY="+study, "RELAIS_ARTIFACTS="+artifacts, "CHROMIUM="+chromium, "RELAIS_PHASE=admin-queues"), &res)
+	if res.Rerouted == "" || res.Cancelled == "" {
+		t.Fatalf("results %+v", res)
+	}
+	// The rerouted task's instance reached the PACS.
+	var task struct {
+		SOP   string `json:"sop"`
+		State string `json:"state"`
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/queue/tasks/%s", s.httpPort, res.Rerouted))
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(resp.Body).Decode(&task)
+		resp.Body.Close()
+		if task.State == "done" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rerouted task %s: %+v", res.Rerouted, task)
+		}
+	}
+	awaitSOP(t, pacs.dir, task.SOP, 10*time.Second)
+	for _, kind := range []string{"delivery.retried", "delivery.rerouted", "delivery.cancelled"} {
+		if len(journalKinds(t, data, kind)) == 0 {
+			t.Errorf("no %s in the journal", kind)
 		}
 	}
 }

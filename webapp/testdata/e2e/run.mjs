@@ -39,16 +39,21 @@ const adminPassword = process.env.RELAIS_ADMIN_PASSWORD || '';
 const otherStudy = process.env.RELAIS_OTHER_STUDY || '';
 const artifacts = process.env.RELAIS_ARTIFACTS || path.join(path.dirname(new URL(import.meta.url).pathname), 'artifacts');
 for (const [k, v] of Object.entries({ RELAIS_URL: base, RELAIS_USER: user, RELAIS_PASSWORD: password, RELAIS_STUDY: study })) {
+  if (phase === 'admin-queues' && k === 'RELAIS_USER') break;
   if (!v) { console.error(k + ' is not set'); process.exit(2); }
 }
 fs.mkdirSync(artifacts, { recursive: true });
 // The screenshots of an earlier run would be mistaken for this one's.
-if (phase === 'request') for (const f of fs.readdirSync(artifacts)) if (/^\d\d-[a-z-]+\.png$/.test(f)) fs.rmSync(path.join(artifacts, f));
+// (The admin-queues phase, another test, numbers its own from 41.)
+if (phase === 'request' || phase === 'admin-queues') {
+  const mine = phase === 'request' ? /^[0-3]\d-[a-z-]+\.png$/ : /^[4-9]\d-[a-z-]+\.png$/;
+  for (const f of fs.readdirSync(artifacts)) if (mine.test(f)) fs.rmSync(path.join(artifacts, f));
+}
 
 const results = { steps: [] };
 let page;
 // Screenshots are numbered across the two phases.
-let shot = phase === 'request' ? 0 : 10;
+let shot = phase === 'request' ? 0 : phase === 'admin-queues' ? 40 : 10;
 async function step(name, fn) {
   const t0 = Date.now();
   try {
@@ -174,6 +179,55 @@ try {
       const hist = await page.locator('#rq-history').innerText();
       assert.match(hist, /request\.cancelled/, hist);
       assert.equal(await page.locator('#rq-cancel').count(), 0, 'a cancelled request has no actions');
+    });
+    await browser.close();
+    console.log(JSON.stringify(results));
+    process.exit(0);
+  }
+
+  if (phase === 'admin-queues') {
+    // On a node whose routing admin API takes the session (http.auth:
+    // none): the dry-run tester and the delivery tasks.
+    ({ p: page } = await newUserPage());
+    await step('admin-route-tester', async () => {
+      await loginAs(adminUser, adminPassword);
+      await page.click('#nav a[data-nav="admin"]');
+      await page.waitForSelector('#routes-table tr[data-route="ct"]');
+      await page.waitForSelector(`#rt-study option[value="${study}"]`, { state: 'attached' });
+      await page.selectOption('#rt-study', study);
+      await page.fill('#rt-ae', 'CT_X');
+      await page.fill('#rt-at', '2026-11-24T03:00');
+      await page.click('#rt-run');
+      await page.waitForSelector('#rt-decisions');
+      const ct = await page.locator('#rt-decisions tr[data-route="ct"]').innerText();
+      assert.match(ct, /✔ oui/, 'the ct rule applies: ' + ct);
+      assert.match(ct, /Modality="CT"/, 'and says why: ' + ct);
+      assert.match(await page.locator('#rt-decisions tr[data-route="other"]').innerText(), /non/);
+    });
+    await step('admin-tasks', async () => {
+      await page.click('#admin-tabs a[data-tab="queues"]');
+      await page.waitForSelector('#dest-table tr[data-dest="down"]');
+      await page.waitForFunction(() => /injoignable/.test(document.querySelector('#dest-table tr[data-dest="down"] td.dest-health').textContent), null, { timeout: 15000 });
+      await page.selectOption('#q-state', 'pending');
+      await page.click('#q-filters button[type="submit"]');
+      await page.waitForFunction(() => document.querySelectorAll('#tasks-table tr[data-task]').length === 3);
+      const rows = page.locator('#tasks-table tr[data-task]');
+      const ids = [];
+      for (let i = 0; i < 3; i++) ids.push(await rows.nth(i).getAttribute('data-task'));
+      // Retry the first, reroute the second to the PACS, cancel the third.
+      await page.click(`#tasks-table tr[data-task="${ids[0]}"] button.q-retry`);
+      await page.waitForFunction((id) => document.getElementById('q-note').textContent.includes('retry ' + id), ids[0]);
+      await page.selectOption(`#tasks-table tr[data-task="${ids[1]}"] select.q-to`, 'pacs');
+      await page.click(`#tasks-table tr[data-task="${ids[1]}"] button.q-reroute`);
+      await page.waitForFunction((id) => document.getElementById('q-note').textContent.includes('reroute ' + id), ids[1]);
+      await page.fill(`#tasks-table tr[data-task="${ids[2]}"] input.q-reason`, 'examen en double');
+      await page.click(`#tasks-table tr[data-task="${ids[2]}"] button.q-cancel`);
+      await page.waitForFunction((id) => document.getElementById('q-note').textContent.includes('cancel ' + id), ids[2]);
+      await page.selectOption('#q-state', '');
+      await page.click('#q-filters button[type="submit"]');
+      await page.waitForFunction((id) => /annulé/.test(document.querySelector(`#tasks-table tr[data-task="${id}"]`)?.textContent || ''), ids[2]);
+      results.rerouted = ids[1];
+      results.cancelled = ids[2];
     });
     await browser.close();
     console.log(JSON.stringify(results));
