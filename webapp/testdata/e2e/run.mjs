@@ -100,7 +100,7 @@ try {
     await page.fill('#username', name);
     await page.fill('#password', pw);
     await Promise.all([page.waitForURL(/\/app\/$/), page.click('#login-submit')]);
-    await page.waitForFunction(() => document.getElementById('whoami').textContent.length > 0);
+    await page.waitForFunction(() => document.getElementById('whoami')?.textContent?.length > 0);
   }
 
   if (phase === 'request') {
@@ -170,12 +170,12 @@ try {
       await page.selectOption('#rc-consent-status', 'given');
       await page.selectOption('#rc-consent-method', 'written');
       await page.click('#rq-consent-submit');
-      await page.waitForFunction((rid) => /ouverte/.test(document.querySelector(`#requests tr[data-request="${rid}"] td.rq-state`).textContent), id);
+      await page.waitForFunction((rid) => /ouverte/.test(document.querySelector(`#requests tr[data-request="${rid}"] td.rq-state`)?.textContent), id);
       await page.click('#rq-cancel'); // no reason: refused by the page
       assert.match(await page.locator('#rq-action-note').innerText(), /motif est obligatoire/);
       await page.fill('#rq-cancel-reason', 'patient transféré');
       await page.click('#rq-cancel');
-      await page.waitForFunction((rid) => /annulée : patient transféré/.test(document.querySelector(`#requests tr[data-request="${rid}"] td.rq-state`).textContent), id);
+      await page.waitForFunction((rid) => /annulée : patient transféré/.test(document.querySelector(`#requests tr[data-request="${rid}"] td.rq-state`)?.textContent), id);
       const hist = await page.locator('#rq-history').innerText();
       assert.match(hist, /request\.cancelled/, hist);
       assert.equal(await page.locator('#rq-cancel').count(), 0, 'a cancelled request has no actions');
@@ -207,7 +207,7 @@ try {
     await step('admin-tasks', async () => {
       await page.click('#admin-tabs a[data-tab="queues"]');
       await page.waitForSelector('#dest-table tr[data-dest="down"]');
-      await page.waitForFunction(() => /injoignable/.test(document.querySelector('#dest-table tr[data-dest="down"] td.dest-health').textContent), null, { timeout: 15000 });
+      await page.waitForFunction(() => /injoignable/.test(document.querySelector('#dest-table tr[data-dest="down"] td.dest-health')?.textContent), null, { timeout: 15000 });
       await page.selectOption('#q-state', 'pending');
       await page.click('#q-filters button[type="submit"]');
       await page.waitForFunction(() => document.querySelectorAll('#tasks-table tr[data-task]').length === 3);
@@ -216,13 +216,13 @@ try {
       for (let i = 0; i < 3; i++) ids.push(await rows.nth(i).getAttribute('data-task'));
       // Retry the first, reroute the second to the PACS, cancel the third.
       await page.click(`#tasks-table tr[data-task="${ids[0]}"] button.q-retry`);
-      await page.waitForFunction((id) => document.getElementById('q-note').textContent.includes('retry ' + id), ids[0]);
+      await page.waitForFunction((id) => document.getElementById('q-note')?.textContent?.includes('retry ' + id), ids[0]);
       await page.selectOption(`#tasks-table tr[data-task="${ids[1]}"] select.q-to`, 'pacs');
       await page.click(`#tasks-table tr[data-task="${ids[1]}"] button.q-reroute`);
-      await page.waitForFunction((id) => document.getElementById('q-note').textContent.includes('reroute ' + id), ids[1]);
+      await page.waitForFunction((id) => document.getElementById('q-note')?.textContent?.includes('reroute ' + id), ids[1]);
       await page.fill(`#tasks-table tr[data-task="${ids[2]}"] input.q-reason`, 'examen en double');
       await page.click(`#tasks-table tr[data-task="${ids[2]}"] button.q-cancel`);
-      await page.waitForFunction((id) => document.getElementById('q-note').textContent.includes('cancel ' + id), ids[2]);
+      await page.waitForFunction((id) => document.getElementById('q-note')?.textContent?.includes('cancel ' + id), ids[2]);
       await page.selectOption('#q-state', '');
       await page.click('#q-filters button[type="submit"]');
       await page.waitForFunction((id) => /annulé/.test(document.querySelector(`#tasks-table tr[data-task="${id}"]`)?.textContent || ''), ids[2]);
@@ -373,14 +373,14 @@ try {
     for (let i = 0; i < 5; i++) await page.keyboard.press('ArrowDown');
     await page.locator('#viewport').hover();
     for (let i = 0; i < 5; i++) await page.mouse.wheel(0, 120);
-    await page.waitForFunction(() => document.getElementById('viewport').dataset.instanceNumber === '11', null, { timeout: 10000 });
+    await page.waitForFunction(() => document.getElementById('viewport')?.dataset?.instanceNumber === '11', null, { timeout: 10000 });
     const after = await page.locator('#viewport').getAttribute('data-instance-number');
     assert.notEqual(after, before);
     results.scrolled = { before, after };
     assert.match(await page.locator('#image-number').innerText(), /^Im 11 /);
     // The slider too.
     await page.locator('#stack-slider').fill(String(Math.floor(results.instances / 2)));
-    await page.waitForFunction((n) => document.getElementById('viewport').dataset.index === String(n), Math.floor(results.instances / 2));
+    await page.waitForFunction((n) => document.getElementById('viewport')?.dataset?.index === String(n), Math.floor(results.instances / 2));
     const d = await canvasDigest();
     assert.ok(d.nonBlack > 10000, 'the middle slice shows the head: ' + JSON.stringify(d));
   });
@@ -388,12 +388,12 @@ try {
   await step('window-preset', async () => {
     const before = await canvasDigest();
     await page.click('#preset-bone');
-    await page.waitForFunction(() => document.getElementById('viewport').dataset.wc === '400');
+    await page.waitForFunction(() => document.getElementById('viewport')?.dataset?.wc === '400');
     const after = await canvasDigest();
     assert.notEqual(after.hash, before.hash, 'the bone window changed the pixels');
     assert.match(await page.locator('#wl-value').innerText(), /C 400 \/ W 1800/);
     await page.click('#preset-brain');
-    await page.waitForFunction(() => document.getElementById('viewport').dataset.wc === '40');
+    await page.waitForFunction(() => document.getElementById('viewport')?.dataset?.wc === '40');
     const brain = await canvasDigest();
     assert.notEqual(brain.hash, after.hash, 'the brain window changed the pixels');
     results.window = { before: before.mean, bone: after.mean, brain: brain.mean };
@@ -419,7 +419,7 @@ try {
     ]);
     results.keyImageStatus = resp.status();
     assert.equal(resp.status(), 201, 'key image: ' + (await resp.text()));
-    await page.waitForFunction(() => document.getElementById('key-status').dataset.status === '201');
+    await page.waitForFunction(() => document.getElementById('key-status')?.dataset?.status === '201');
     assert.match(await page.locator('#key-status').innerText(), /Image clé enregistrée \(201\)/);
   });
 
@@ -436,7 +436,7 @@ try {
       page.waitForResponse((r) => /\/api\/reports(\/[^/]+)?$/.test(new URL(r.url()).pathname) && ['POST', 'PATCH'].includes(r.request().method()), { timeout: 10000 }),
     ]);
     assert.ok(resp.status() === 201 || resp.status() === 200, 'autosave: ' + resp.status());
-    await page.waitForFunction(() => document.getElementById('report-save').dataset.saved !== undefined);
+    await page.waitForFunction(() => document.getElementById('report-save')?.dataset?.saved !== undefined);
     assert.equal(await page.locator('#report-state').innerText(), 'brouillon');
     assert.match(await page.locator('#f-findings').inputValue(), /ASPECTS/);
   });
@@ -449,7 +449,7 @@ try {
     ]);
     const body = await resp.json();
     assert.equal(resp.status(), 200, 'sign: ' + JSON.stringify(body));
-    await page.waitForFunction(() => document.getElementById('report-state').dataset.state === 'signed');
+    await page.waitForFunction(() => document.getElementById('report-state')?.dataset?.state === 'signed');
     results.reportState = await page.locator('#report-state').innerText();
     assert.equal(results.reportState, 'signé');
     results.reportID = body.id;
@@ -485,7 +485,7 @@ try {
     const before = await canvasDigest();
     assert.ok(before.nonBlack > 100, 'the JPEG image is shown: ' + JSON.stringify(before));
     await page.click('#preset-lung');
-    await page.waitForFunction(() => document.getElementById('viewport').dataset.wc === '-600');
+    await page.waitForFunction(() => document.getElementById('viewport')?.dataset?.wc === '-600');
     const after = await canvasDigest();
     assert.notEqual(after.hash, before.hash, 'the lung window (server-rendered) changed the pixels');
     await page.goBack();
@@ -516,7 +516,7 @@ try {
       await page.click('#admin-tabs a[data-tab="queues"]');
       // The site's PACS got the CDA: healthy.
       await page.waitForSelector('#dest-table tr[data-dest="nord-pacs"]');
-      await page.waitForFunction(() => /healthy|disponible/.test(document.querySelector('#dest-table tr[data-dest="nord-pacs"] td.dest-health').textContent), null, { timeout: 10000 });
+      await page.waitForFunction(() => /healthy|disponible/.test(document.querySelector('#dest-table tr[data-dest="nord-pacs"] td.dest-health')?.textContent), null, { timeout: 10000 });
       results.destination = await page.locator('#dest-table tr[data-dest="nord-pacs"]').innerText();
     });
     await step('admin-rotas', async () => {
@@ -530,7 +530,7 @@ try {
       assert.match(await page.locator('#dir-sites tr[data-id="ch-nord"]').innerText(), /urgnord/);
       await page.click('#admin-tabs a[data-tab="routes"]');
       // The rules, or why this node's routing API cannot answer the session.
-      await page.waitForFunction(() => document.querySelector('#routes-table tr[data-route="stroke"]') || document.getElementById('admin-error').textContent);
+      await page.waitForFunction(() => document.querySelector('#routes-table tr[data-route="stroke"]') || document.getElementById('admin-error')?.textContent);
     });
     await step('admin-users', async () => {
       await page.click('#admin-tabs a[data-tab="users"]');
