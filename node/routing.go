@@ -119,12 +119,9 @@ func (n *Node) routingHandler(h http.Handler) http.Handler {
 			return
 		}
 		if n.Tokens != nil {
-			p, err := n.Tokens.Authorize(r, auth.Admin)
-			if err != nil {
-				if !errors.Is(err, auth.ErrNoToken) {
-					n.Logger.Warn("admin API: authentication refused", "remote", r.RemoteAddr, "path", r.URL.Path, "user", p.User, "error", err)
-				}
-				auth.WriteChallenge(w, err)
+			// A Bearer token or the web app's session (with its CSRF header).
+			p, ok := n.Authorize(w, r, auth.Admin)
+			if !ok {
 				return
 			}
 			r = r.WithContext(queue.WithUser(r.Context(), p.User))
