@@ -62,6 +62,8 @@ func TestAdminJournalAndCalendars(t *testing.T) {
 		{"/api/journal?since=yesterday", admin, 400},
 		{"/api/journal?limit=0", admin, 400},
 		{"/api/calendars", req, 403},
+		{"/api/users", admin, 200},
+		{"/api/users", rad, 403},
 		{"/api/calendars", rad, 200},
 	} {
 		if code, b, _ := get(tc.path, tc.token, ""); code != tc.want {

@@ -68,6 +68,8 @@ type Node struct {
 	reports  *report.Service
 	worklist *worklist.Worklist
 	requests *telerequest.Service
+	// webSessions are the web app's sessions (nil without the web app).
+	webSessions *auth.Sessions
 	// studySites caches StudySite (study UID → studySite).
 	studySites sync.Map
 	routing    *nodeRouting

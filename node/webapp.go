@@ -3,7 +3,6 @@ package node
 import (
 	"errors"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/relais-health/relais/auth"
@@ -12,8 +11,6 @@ import (
 
 // webSessions holds each node's web app session store (the Node struct is
 // shared with other subsystems; this keeps the web app's state here).
-var webSessions sync.Map // *Node → *auth.Sessions
-
 // openWebApp sets up the web application: the users of DATA/auth/users,
 // in-memory sessions, and the app under / and /app (unless web.disabled or
 // there is no HTTP listener). A session cookie is then accepted by
@@ -28,23 +25,19 @@ func (n *Node) openWebApp() error {
 		return err
 	}
 	sessions := auth.NewSessions(users, time.Duration(cfg.Web.SessionIdle), time.Duration(cfg.Web.SessionMax))
-	webSessions.Store(n, sessions)
-	n.closers = append(n.closers, func() error { webSessions.Delete(n); return nil })
+	n.webSessions = sessions
 	app := &webapp.App{Users: users, Sessions: sessions, Journal: n.Journal, Logger: n.Logger,
 		PublicURL: cfg.HTTP.PublicURL, SecureCookie: cfg.Web.SecureCookie, Language: cfg.Web.Language}
 	h := app.Handler()
 	n.mountAPI("/", h) // the root only (see apiHandler)
 	n.mountAPI(webapp.Prefix, h)
+	// The same users API for administrators' tokens (scripts).
+	n.mountAPI("/api/users", webapp.UsersHandler("/api/users", users, n.Journal, n.Authorize))
 	return nil
 }
 
 // sessions returns the node's web session store, nil without the web app.
-func (n *Node) sessions() *auth.Sessions {
-	if s, ok := webSessions.Load(n); ok {
-		return s.(*auth.Sessions)
-	}
-	return nil
-}
+func (n *Node) sessions() *auth.Sessions { return n.webSessions }
 
 // authorizeSession authorizes a request that carries the web app's session
 // cookie (and no Authorization header); handled is false for any other
