@@ -23,22 +23,42 @@ const NON_IMAGE_CLASSES = /^1\.2\.840\.10008\.5\.1\.4\.1\.1\.(88\.|104\.|11\.|9\
 const MAX_CACHE = 320;
 const PREFETCH = 6;
 
+function fmtDate(d) {
+  d = String(d || '');
+  return d.length === 8 ? d.slice(6) + '/' + d.slice(4, 6) + '/' + d.slice(0, 4) : d;
+}
+
+// openStudy: the study page. It owns the header, the priors, the side
+// panels, the toolbar and the keyboard; the images are in a stack viewer
+// (createStackViewer), and a second one shows a prior study beside the
+// current one for comparison.
 export async function openStudy(root, studyUID) {
   const timing = (window.relaisTiming = { open: performance.now(), firstImage: 0, study: studyUID });
   const ctl = new AbortController();
-  const base = '/dicom-web/studies/' + studyUID;
 
   // Layout.
   const title = el('div', { class: 'study-title', id: 'study-title' }, t('loading'));
-  const seriesList = el('div', { class: 'series-list', id: 'series-list' });
   const priors = el('div', { class: 'priors', id: 'priors' });
-  const canvas = el('canvas', { id: 'viewport', tabindex: '0' });
-  const overlayTL = el('div', { class: 'ov tl', id: 'ov-patient' });
-  const overlayTR = el('div', { class: 'ov tr' }, el('span', { id: 'image-number' }), el('br'), el('span', { id: 'wl-value' }));
-  const overlayBL = el('div', { class: 'ov bl', id: 'ov-info' });
-  const overlayBR = el('div', { class: 'ov br', id: 'ov-zoom' });
-  const slider = el('input', { type: 'range', id: 'stack-slider', min: '0', max: '0', value: '0', 'aria-label': 'stack' });
   const keyStatus = el('span', { id: 'key-status', class: 'status' });
+  let tool = 'wl';
+  let prior = null; // the comparison viewer, when open
+  let linked = false; // linked scrolling (and window presets) in comparison
+  let focused = null;
+  const onFocus = (v) => {
+    if (focused === v) return;
+    focused = v;
+    for (const x of [primary, prior]) if (x) x.pane.classList.toggle('focused', x === v);
+  };
+  // The stacks move by the same number of images when linked.
+  const onScroll = (v, d) => {
+    if (!d) return;
+    v.scroll(d);
+    if (linked && prior) for (const x of [primary, prior]) if (x !== v) x.scroll(d);
+  };
+  const targets = () => (linked && prior ? [primary, prior] : [focused || primary]);
+  const primary = createStackViewer(studyUID, { suffix: '', timing, tool: () => tool, onFocus, onScroll });
+  focused = primary;
+
   const tools = {};
   const toolbar = el('div', { class: 'vtoolbar' });
   for (const [id, key] of [['wl', 'wl'], ['pan', 'pan'], ['zoom', 'zoom'], ['measure', 'measure']]) {
@@ -46,89 +66,96 @@ export async function openStudy(root, studyUID) {
     toolbar.append(tools[id]);
   }
   toolbar.append(el('span', { class: 'sep' }));
+  const setWindow = (c, w) => { for (const v of targets()) v.setWindow(c, w); };
   for (const p of PRESETS) toolbar.append(el('button', { type: 'button', id: 'preset-' + p.id, title: p.c + '/' + p.w, onclick: () => setWindow(p.c, p.w) }, t(p.key)));
-  toolbar.append(el('button', { type: 'button', id: 'preset-default', onclick: () => { const s = cur(); if (s) setWindow(s.defWC, s.defWW); } }, t('presetDefault')));
-  toolbar.append(el('button', { type: 'button', id: 'reset', onclick: () => { view.zoom = 1; view.px = 0; view.py = 0; draw(); } }, t('reset')));
+  toolbar.append(el('button', { type: 'button', id: 'preset-default', onclick: () => { for (const v of targets()) v.defaultWindow(); } }, t('presetDefault')));
+  toolbar.append(el('button', { type: 'button', id: 'reset', onclick: () => { for (const v of targets()) v.resetView(); } }, t('reset')));
   toolbar.append(el('span', { class: 'sep' }));
   const keyBtn = el('button', { type: 'button', id: 'key-image', onclick: flagKey, disabled: session.role !== 'radiologist' }, '★ ' + t('keyImage'));
   toolbar.append(keyBtn, keyStatus);
-  const stage = el('div', { class: 'stage' }, canvas, overlayTL, overlayTR, overlayBL, overlayBR);
+  // Shown in comparison only: link the stacks, close the prior.
+  const linkBtn = el('button', { type: 'button', id: 'compare-link', 'aria-pressed': 'false', title: t('linkScrollHint'), onclick: () => setLinked(!linked) }, '⇅ ' + t('linkScroll'));
+  const closeBtn = el('button', { type: 'button', id: 'compare-close', onclick: () => closeCompare() }, '✕ ' + t('closeCompare'));
+  const compareBar = el('span', { class: 'compare-bar', id: 'compare-bar', hidden: true }, el('span', { class: 'sep' }), linkBtn, closeBtn);
+  toolbar.append(compareBar);
+  const viewports = el('div', { class: 'viewports', id: 'viewports' }, primary.pane);
   const side = el('aside', { class: 'side' });
   root.append(el('div', { class: 'study' },
     el('div', { class: 'study-head' }, title),
     el('div', { class: 'study-body' },
-      el('nav', { class: 'series-col' }, el('h3', {}, t('series')), seriesList, priors),
-      el('section', { class: 'viewer' }, toolbar, stage, el('div', { class: 'stackbar' }, slider)),
+      el('nav', { class: 'series-col' }, el('h3', {}, t('series')), primary.seriesList, priors),
+      el('section', { class: 'viewer' }, toolbar, viewports),
       side)));
-  const ctx = canvas.getContext('2d');
-  const off = document.createElement('canvas');
-  const offctx = off.getContext('2d');
-
-  // State.
-  let series = [];
-  let current = null; // the displayed series object
-  let tool = 'wl';
-  const view = { zoom: 1, px: 0, py: 0 };
-  let lut = null;
-  let lutKey = '';
-  let rendering = false;
-  let destroyed = false;
-  let inflight = 0;
-  const measures = new Map(); // "sop" -> [{x1,y1,x2,y2}]
-  let drag = null;
   setTool('wl');
 
-  function cur() { return current; }
-  function setTool(id) { tool = id; for (const [k, b] of Object.entries(tools)) b.classList.toggle('active', k === id); canvas.dataset.tool = id; }
+  function setTool(id) {
+    tool = id;
+    for (const [k, b] of Object.entries(tools)) b.classList.toggle('active', k === id);
+    for (const v of [primary, prior]) if (v) v.canvas.dataset.tool = id;
+  }
+  function setLinked(on) {
+    linked = on;
+    linkBtn.classList.toggle('active', on);
+    linkBtn.setAttribute('aria-pressed', String(on));
+    viewports.dataset.linked = String(on);
+  }
 
-  // 1. Every instance of the study (one index query) and the series list.
-  // 404: no such study, or another site's (a requester sees its own only).
-  let notFound = false;
-  const [insts, seriesQ] = await Promise.all([
-    getJSON(base + '/instances?includefield=00200032&includefield=00280030', { signal: ctl.signal }).catch((e) => { if (e.status === 404 || e.status === 403) notFound = true; return []; }),
-    getJSON(base + '/series', { signal: ctl.signal }).catch(() => []),
-  ]);
-  const bySeries = new Map();
-  for (const d of insts) {
-    const se = val(d, '0020000E');
-    if (NON_IMAGE_CLASSES.test(val(d, '00080016') || '')) continue;
-    if (!val(d, '00280010')) continue; // no Rows: not an image
-    if (!bySeries.has(se)) bySeries.set(se, []);
-    // A multi-frame instance is a stack of its own: one entry per frame.
-    const frames = Math.max(1, num(d, '00280008', 1));
-    for (let k = 1; k <= frames; k++) bySeries.get(se).push({ sop: val(d, '00080018'), num: num(d, '00200013', 0), frame: k, frames });
+  async function openCompare(uid, label) {
+    closeCompare();
+    const v = createStackViewer(uid, { suffix: '-prior', tool: () => tool, onFocus, onScroll });
+    prior = v;
+    v.seriesList.classList.add('series-strip');
+    v.pane.classList.add('prior-pane');
+    v.pane.prepend(el('div', { class: 'pane-head', id: 'compare-head' }, el('b', {}, t('priorStudy') + ' ' + label), v.seriesList));
+    v.overlayTL.textContent = label;
+    v.canvas.dataset.tool = tool;
+    viewports.append(v.pane);
+    viewports.classList.add('compare');
+    compareBar.hidden = false;
+    primary.pane.classList.add('focused');
+    onFocus(primary);
+    primary.draw();
+    const r = await v.load();
+    if (prior !== v) return;
+    if (r !== 'ok') v.pane.querySelector('.stage').append(el('p', { class: 'note msg', id: 'compare-error' }, t(r === 'notfound' ? 'notFound' : 'notImage')));
   }
-  for (const s of seriesQ) {
-    const uid = val(s, '0020000E');
-    const list = bySeries.get(uid);
-    if (!list || !IMAGE_MODALITIES.has(val(s, '00080060') || 'OT')) continue;
-    list.sort((a, b) => a.num - b.num || a.frame - b.frame);
-    series.push({ uid, modality: val(s, '00080060'), desc: val(s, '0008103E') || '', number: num(s, '00200011', 0), instances: list,
-      index: 0, cache: new Map(), pending: new Map(), meta: new Map(), params: null, rendered: false, wc: null, ww: null });
+  function closeCompare() {
+    if (!prior) return;
+    prior.destroy();
+    prior.pane.remove();
+    prior = null;
+    viewports.classList.remove('compare');
+    primary.pane.classList.remove('focused');
+    compareBar.hidden = true;
+    setLinked(false);
+    focused = null;
+    onFocus(primary);
+    primary.draw();
+    primary.canvas.focus();
   }
-  series.sort((a, b) => a.number - b.number);
-  if (notFound) {
+
+  // 1. The study's images.
+  const status = await primary.load();
+  if (status === 'notfound') {
     title.replaceChildren(el('span', { id: 'study-notfound', class: 'err' }, t('notFound')));
     root.querySelector('.study-body').replaceChildren(el('p', { class: 'note page', id: 'study-notfound-body' }, t('notFound')));
+    primary.destroy();
     return () => ctl.abort();
   }
-  if (!series.length) {
+  if (status === 'empty') {
     title.textContent = t('notImage');
+    primary.destroy();
     return () => ctl.abort();
   }
-  // The series shown first: the largest CT/MR series, else the first.
-  let first = series[0];
-  for (const s of series) if (s.instances.length > first.instances.length) first = s;
 
   // Study header.
   getJSON('/dicom-web/studies?StudyInstanceUID=' + studyUID + '&includefield=StudyDescription', { signal: ctl.signal }).then((r) => {
     const s = r[0] || {};
-    const d = String(val(s, '00080020') || '');
     title.replaceChildren(el('b', { id: 'patient-name' }, personName(val(s, '00100010'))), ' · ', val(s, '00100020') || '', ' · ',
-      d.length === 8 ? d.slice(6) + '/' + d.slice(4, 6) + '/' + d.slice(0, 4) : d, ' · ', val(s, '00081030') || '', ' · ', t('accession'), ' ', val(s, '00080050') || '');
-    overlayTL.textContent = personName(val(s, '00100010'));
-    // The patient's other studies (priors), each opened in its own window
-    // to read side by side.
+      fmtDate(val(s, '00080020')), ' · ', val(s, '00081030') || '', ' · ', t('accession'), ' ', val(s, '00080050') || '');
+    primary.overlayTL.textContent = personName(val(s, '00100010'));
+    // The patient's other studies (priors): compared side by side in this
+    // page, or opened in a window of their own.
     const pid = val(s, '00100020');
     if (!pid) return;
     getJSON('/dicom-web/studies?PatientID=' + encodeURIComponent(pid) + '&includefield=StudyDescription&includefield=ModalitiesInStudy', { signal: ctl.signal }).then((all) => {
@@ -137,10 +164,13 @@ export async function openStudy(root, studyUID) {
       if (!others.length) return;
       priors.append(el('h3', {}, t('priors')));
       for (const x of others) {
-        const dd = String(val(x, '00080020') || '');
-        priors.append(el('a', { class: 'prior', href: '/app/study/' + val(x, '0020000D'), target: '_blank', rel: 'noopener', 'data-study': val(x, '0020000D') },
-          dd.length === 8 ? dd.slice(6) + '/' + dd.slice(4, 6) + '/' + dd.slice(0, 4) : dd, el('br'),
-          (vals(x, '00080061').join('/') + ' ' + (val(x, '00081030') || '')).trim()));
+        const uid = val(x, '0020000D');
+        const what = (vals(x, '00080061').join('/') + ' ' + (val(x, '00081030') || '')).trim();
+        const label = fmtDate(val(x, '00080020')) + ' ' + what;
+        priors.append(el('div', { class: 'prior-item', 'data-study': uid },
+          el('a', { class: 'prior', href: '/app/study/' + uid, target: '_blank', rel: 'noopener', 'data-study': uid, title: t('openWindow') },
+            fmtDate(val(x, '00080020')), el('br'), what),
+          el('button', { type: 'button', class: 'compare-prior', 'data-study': uid, onclick: () => openCompare(uid, label) }, '◫ ' + t('compare'))));
       }
     }).catch(() => {});
   }).catch(() => {});
@@ -149,14 +179,146 @@ export async function openStudy(root, studyUID) {
   const requests = mountRequest(side, studyUID, ctl.signal).catch(() => []);
   mountReport(side, studyUID, ctl.signal, requests);
 
+  // The key image is flagged on the current study's displayed image.
+  async function flagKey() {
+    const ci = primary.currentImage();
+    if (!ci) return;
+    const { s, inst } = ci;
+    keyStatus.textContent = '…';
+    const r = await api('POST', '/api/studies/' + studyUID + '/key-images', {
+      description: t('keyImage') + ' ' + (inst.num || s.index + 1),
+      instances: [inst.frames > 1 ? { sop_instance_uid: inst.sop, frames: [inst.frame] } : { sop_instance_uid: inst.sop }],
+    });
+    let msg = '';
+    try { const j = await r.json(); msg = j.error || ''; } catch (e) { /* empty */ }
+    keyStatus.textContent = (r.ok ? t('keyImageDone') : t('keyImageFailed')) + ' (' + r.status + ')' + (msg ? ': ' + msg : '');
+    keyStatus.dataset.status = String(r.status);
+    keyStatus.className = 'status ' + (r.ok ? 'ok' : 'err');
+  }
+
+  // The keyboard: the focused viewer (and the other when linked).
+  const onKey = (e) => {
+    if (e.target.closest('input, textarea, select, [contenteditable]')) return;
+    const k = e.key;
+    const v = focused || primary;
+    if (k === 'ArrowDown' || k === 'ArrowRight') { onScroll(v, 1); e.preventDefault(); }
+    else if (k === 'ArrowUp' || k === 'ArrowLeft') { onScroll(v, -1); e.preventDefault(); }
+    else if (k === 'PageDown') { onScroll(v, 10); e.preventDefault(); }
+    else if (k === 'PageUp') { onScroll(v, -10); e.preventDefault(); }
+    else if (k === 'Home') onScroll(v, -1e9);
+    else if (k === 'End') onScroll(v, 1e9);
+    else if (k >= '1' && k <= '4') { const p = PRESETS[k - 1]; setWindow(p.c, p.w); }
+    else if (k === 'Escape' && prior) closeCompare();
+  };
+  document.addEventListener('keydown', onKey);
+
+  await primary.shown;
+  primary.canvas.focus();
+  return () => {
+    ctl.abort();
+    primary.destroy();
+    if (prior) prior.destroy();
+    document.removeEventListener('keydown', onKey);
+  };
+}
+
+// createStackViewer: one study's stack viewer (its series list, canvas,
+// overlays and slider), instantiable more than once on a page. opts:
+// suffix (for the element ids: '' for the current study), timing (the
+// first image's, for the current study), tool() (the page's mouse tool),
+// onFocus(v), onScroll(v, d) (the page moves this stack, or both).
+function createStackViewer(studyUID, opts) {
+  const sfx = opts.suffix || '';
+  const ctl = new AbortController();
+  const base = '/dicom-web/studies/' + studyUID;
+  const seriesList = el('div', { class: 'series-list', id: 'series-list' + sfx });
+  const canvas = el('canvas', { id: 'viewport' + sfx, class: 'viewport', tabindex: '0' });
+  const imageNumber = el('span', { id: 'image-number' + sfx });
+  const wlValue = el('span', { id: 'wl-value' + sfx });
+  const overlayTL = el('div', { class: 'ov tl', id: 'ov-patient' + sfx });
+  const overlayTR = el('div', { class: 'ov tr' }, imageNumber, el('br'), wlValue);
+  const overlayBL = el('div', { class: 'ov bl', id: 'ov-info' + sfx });
+  const overlayBR = el('div', { class: 'ov br', id: 'ov-zoom' + sfx });
+  const slider = el('input', { type: 'range', id: 'stack-slider' + sfx, min: '0', max: '0', value: '0', 'aria-label': 'stack' });
+  const stage = el('div', { class: 'stage' }, canvas, overlayTL, overlayTR, overlayBL, overlayBR);
+  const pane = el('div', { class: 'pane', 'data-study': studyUID }, stage, el('div', { class: 'stackbar' }, slider));
+  const ctx = canvas.getContext('2d');
+  const off = document.createElement('canvas');
+  const offctx = off.getContext('2d');
+
+  // State.
+  const series = [];
+  let current = null; // the displayed series object
+  const view = { zoom: 1, px: 0, py: 0 };
+  let lut = null;
+  let lutKey = '';
+  let rendering = false;
+  let destroyed = false;
+  let inflight = 0;
+  let firstShown = false;
+  const measures = new Map(); // "sop" -> [{x1,y1,x2,y2}]
+  let drag = null;
+  let shownResolve;
+  const shown = new Promise((r) => { shownResolve = r; });
+  const v = {
+    studyUID, pane, seriesList, canvas, overlayTL, shown,
+    load, draw: () => draw(), scroll, setWindow,
+    defaultWindow() { const s = current; if (s) setWindow(s.defWC, s.defWW); },
+    resetView() { view.zoom = 1; view.px = 0; view.py = 0; draw(); },
+    currentImage() { const s = current; return s ? { s, inst: s.instances[s.index] } : null; },
+    destroy,
+  };
+
+  // 1. Every instance of the study (one index query) and the series list.
+  // 404: no such study, or another site's (a requester sees its own only).
+  // Resolves to 'ok' (the first series shown), 'notfound' or 'empty'.
+  async function load() {
+    let notFound = false;
+    const [insts, seriesQ] = await Promise.all([
+      getJSON(base + '/instances?includefield=00200032&includefield=00280030', { signal: ctl.signal }).catch((e) => { if (e.status === 404 || e.status === 403) notFound = true; return []; }),
+      getJSON(base + '/series', { signal: ctl.signal }).catch(() => []),
+    ]);
+    const bySeries = new Map();
+    for (const d of insts) {
+      const se = val(d, '0020000E');
+      if (NON_IMAGE_CLASSES.test(val(d, '00080016') || '')) continue;
+      if (!val(d, '00280010')) continue; // no Rows: not an image
+      if (!bySeries.has(se)) bySeries.set(se, []);
+      // A multi-frame instance is a stack of its own: one entry per frame.
+      const frames = Math.max(1, num(d, '00280008', 1));
+      for (let k = 1; k <= frames; k++) bySeries.get(se).push({ sop: val(d, '00080018'), num: num(d, '00200013', 0), frame: k, frames });
+    }
+    for (const s of seriesQ) {
+      const uid = val(s, '0020000E');
+      const list = bySeries.get(uid);
+      if (!list || !IMAGE_MODALITIES.has(val(s, '00080060') || 'OT')) continue;
+      list.sort((a, b) => a.num - b.num || a.frame - b.frame);
+      series.push({ uid, modality: val(s, '00080060'), desc: val(s, '0008103E') || '', number: num(s, '00200011', 0), instances: list,
+        index: 0, cache: new Map(), pending: new Map(), meta: new Map(), params: null, rendered: false, wc: null, ww: null });
+    }
+    series.sort((a, b) => a.number - b.number);
+    if (notFound) { shownResolve(); return 'notfound'; }
+    if (!series.length) { shownResolve(); return 'empty'; }
+    if (destroyed) return 'ok';
+    // The series shown first: the largest CT/MR series, else the first.
+    let first = series[0];
+    for (const s of series) if (s.instances.length > first.instances.length) first = s;
+    buildThumbs();
+    // The first image is drawn in the background (v.shown).
+    showSeries(first).catch((e) => { if (!destroyed) console.error(e); }).then(shownResolve);
+    return 'ok';
+  }
+
   // Series thumbnails (loaded once the first image is shown).
   const thumbs = new Map();
-  for (const s of series) {
+  function buildThumbs() {
+    for (const s of series) {
     const img = el('img', { alt: s.desc, width: '96', height: '96' });
-    const b = el('button', { type: 'button', class: 'series-item', 'data-series': s.uid, onclick: () => showSeries(s) },
+    const b = el('button', { type: 'button', class: 'series-item', 'data-series': s.uid, onclick: () => { opts.onFocus(v); showSeries(s); } },
       img, el('span', {}, (s.modality || '') + ' ' + (s.number || '') + ' ' + s.desc), el('small', {}, s.instances.length + ' ' + t('images')));
     thumbs.set(s.uid, { b, img });
     seriesList.append(b);
+    }
   }
   function loadThumbs() {
     for (const s of series) thumbs.get(s.uid).img.src = base + '/series/' + s.uid + '/thumbnail?viewport=96,96';
@@ -341,7 +503,7 @@ export async function openStudy(root, studyUID) {
     const f = await fetchFrame(s, i);
     if (seq !== drawSeq || destroyed) return;
     p = s.meta.get(inst.sop) || s.params;
-    if (s.wc === null) { s.wc = Number.isFinite(p.wc) ? p.wc : 40; s.ww = Number.isFinite(p.ww) ? p.ww : 400; }
+    if (s.wc === null) { s.wc = s.defWC = Number.isFinite(p.wc) ? p.wc : 40; s.ww = s.defWW = Number.isFinite(p.ww) ? p.ww : 400; }
     fitCanvas();
     if (f.rendered) {
       await paintRendered(s, inst, p);
@@ -370,16 +532,20 @@ export async function openStudy(root, studyUID) {
     canvas.dataset.index = String(i);
     canvas.dataset.sop = inst.sop;
     canvas.dataset.wc = String(s.wc); canvas.dataset.ww = String(s.ww);
-    document.getElementById('image-number').textContent = t('image') + ' ' + number + ' (' + (i + 1) + '/' + s.instances.length + ')';
-    document.getElementById('wl-value').textContent = 'C ' + Math.round(s.wc) + ' / W ' + Math.round(s.ww);
+    imageNumber.textContent = t('image') + ' ' + number + ' (' + (i + 1) + '/' + s.instances.length + ')';
+    wlValue.textContent = 'C ' + Math.round(s.wc) + ' / W ' + Math.round(s.ww);
     overlayBL.textContent = (s.modality || '') + ' ' + s.desc + (s.rendered ? ' · ' + t('compressed') : '') + (canvas.dataset.range ? ' · [' + canvas.dataset.range + ']' : '') + (p.spacing ? ' · ' + p.spacing.map((x) => x.toFixed(2)).join('×') + ' mm' : '');
     overlayBR.textContent = 'x' + (scale / (window.devicePixelRatio || 1)).toFixed(2);
     const ms = list.length ? list.map((m) => lengthMM(m, p)).map((L) => L.v.toFixed(1) + ' ' + L.unit).join(', ') : '';
     canvas.dataset.measures = ms;
-    if (!timing.firstImage) {
-      timing.firstImage = performance.now();
-      timing.ms = timing.firstImage - timing.open;
-      canvas.dataset.firstImageMs = timing.ms.toFixed(0);
+    if (!firstShown) {
+      firstShown = true;
+      const timing = opts.timing;
+      if (timing) {
+        timing.firstImage = performance.now();
+        timing.ms = timing.firstImage - timing.open;
+        canvas.dataset.firstImageMs = timing.ms.toFixed(0);
+      }
       canvas.classList.add('ready');
       loadThumbs();
       seriesMeta(s);
@@ -416,7 +582,7 @@ export async function openStudy(root, studyUID) {
     }
     lutKey = '';
     await draw();
-    if (timing.firstImage) seriesMeta(s);
+    if (firstShown) seriesMeta(s);
   }
   function scroll(d) {
     const s = current;
@@ -433,47 +599,22 @@ export async function openStudy(root, studyUID) {
     draw();
   }
 
-  async function flagKey() {
-    const s = current;
-    if (!s) return;
-    const inst = s.instances[s.index];
-    keyStatus.textContent = '…';
-    const r = await api('POST', '/api/studies/' + studyUID + '/key-images', {
-      description: t('keyImage') + ' ' + (inst.num || s.index + 1),
-      instances: [inst.frames > 1 ? { sop_instance_uid: inst.sop, frames: [inst.frame] } : { sop_instance_uid: inst.sop }],
-    });
-    let msg = '';
-    try { const j = await r.json(); msg = j.error || ''; } catch (e) { /* empty */ }
-    keyStatus.textContent = (r.ok ? t('keyImageDone') : t('keyImageFailed')) + ' (' + r.status + ')' + (msg ? ': ' + msg : '');
-    keyStatus.dataset.status = String(r.status);
-    keyStatus.className = 'status ' + (r.ok ? 'ok' : 'err');
-  }
-
   // Input.
   canvas.addEventListener('wheel', (e) => {
     e.preventDefault();
     if (e.ctrlKey) { view.zoom = Math.max(0.1, Math.min(20, view.zoom * (e.deltaY < 0 ? 1.1 : 1 / 1.1))); draw(); return; }
-    scroll(e.deltaY > 0 ? 1 : -1);
+    opts.onFocus(v);
+    opts.onScroll(v, e.deltaY > 0 ? 1 : -1);
   }, { passive: false });
-  const onKey = (e) => {
-    if (e.target.closest('input, textarea, select, [contenteditable]')) return;
-    const k = e.key;
-    if (k === 'ArrowDown' || k === 'ArrowRight') { scroll(1); e.preventDefault(); }
-    else if (k === 'ArrowUp' || k === 'ArrowLeft') { scroll(-1); e.preventDefault(); }
-    else if (k === 'PageDown') { scroll(10); e.preventDefault(); }
-    else if (k === 'PageUp') { scroll(-10); e.preventDefault(); }
-    else if (k === 'Home') scroll(-1e9);
-    else if (k === 'End') scroll(1e9);
-    else if (k >= '1' && k <= '4') { const p = PRESETS[k - 1]; setWindow(p.c, p.w); }
-  };
-  document.addEventListener('keydown', onKey);
-  slider.addEventListener('input', () => { const s = current; if (!s) return; s.index = Number(slider.value); draw(); });
+  slider.addEventListener('input', () => { const s = current; if (!s) return; opts.onFocus(v); opts.onScroll(v, Number(slider.value) - s.index); });
   canvas.addEventListener('contextmenu', (e) => e.preventDefault());
+  canvas.addEventListener('focus', () => opts.onFocus(v));
   canvas.addEventListener('pointerdown', (e) => {
     const s = current;
     if (!s) return;
+    opts.onFocus(v);
     canvas.setPointerCapture(e.pointerId);
-    const mode = e.button === 1 ? 'pan' : e.button === 2 ? 'zoom' : tool;
+    const mode = e.button === 1 ? 'pan' : e.button === 2 ? 'zoom' : opts.tool();
     const p = s.meta.get(s.instances[s.index].sop) || s.params;
     drag = { mode, x: e.clientX, y: e.clientY, wc: s.wc, ww: s.ww, zoom: view.zoom, px: view.px, py: view.py };
     if (mode === 'measure') { const a = toImage(e, p); drag.m = { x1: a.x, y1: a.y, x2: a.x, y2: a.y }; }
@@ -505,12 +646,12 @@ export async function openStudy(root, studyUID) {
   const onResize = () => draw();
   window.addEventListener('resize', onResize);
 
-  await showSeries(first);
-  canvas.focus();
-  return () => {
+
+  function destroy() {
     destroyed = true;
     ctl.abort();
-    document.removeEventListener('keydown', onKey);
     window.removeEventListener('resize', onResize);
-  };
+    shownResolve();
+  }
+  return v;
 }

@@ -67,9 +67,9 @@ async function step(name, fn) {
 }
 
 // A digest of the canvas pixels (to see a window preset change them).
-async function canvasDigest() {
-  return page.evaluate(() => {
-    const c = document.getElementById('viewport');
+async function canvasDigest(id = 'viewport') {
+  return page.evaluate((id) => {
+    const c = document.getElementById(id);
     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
     let h = 2166136261 >>> 0, nonBlack = 0, sum = 0;
     for (let i = 0; i < d.length; i += 4) {
@@ -78,7 +78,7 @@ async function canvasDigest() {
       sum += d[i];
     }
     return { hash: h, nonBlack, mean: sum / (d.length / 4) };
-  });
+  }, id);
 }
 
 const browser = await chromium.launch({
@@ -490,6 +490,60 @@ try {
     assert.notEqual(after.hash, before.hash, 'the lung window (server-rendered) changed the pixels');
     await page.goBack();
     await page.waitForSelector('#report-state[data-state="signed"]');
+  });
+
+  if (process.env.RELAIS_JPEG_STUDY) await step('compare', async () => {
+    // The prior side by side: a second stack viewer in the same page.
+    const prior = process.env.RELAIS_JPEG_STUDY;
+    await page.waitForSelector('#viewport.ready', { timeout: 15000 });
+    // The middle slice (the first is air).
+    const mid = Math.floor(results.instances / 2);
+    await page.locator('#stack-slider').fill(String(mid));
+    await page.waitForFunction((n) => document.getElementById('viewport')?.dataset?.index === String(n), mid);
+    await page.click(`#priors button.compare-prior[data-study="${prior}"]`);
+    await page.waitForSelector('#viewport-prior.ready', { timeout: 15000 });
+    assert.ok(await page.locator('#compare-bar').isVisible(), 'the comparison controls');
+    const a = await page.locator('#viewport').boundingBox(), b = await page.locator('#viewport-prior').boundingBox();
+    assert.ok(b.x >= a.x + a.width - 1 && b.y < a.y + a.height / 4 && b.y + b.height > a.y + a.height / 2, 'side by side: ' + JSON.stringify({ a, b }));
+    assert.ok(a.width > 300 && b.width > 300, 'two usable viewports');
+    const cur = await canvasDigest('viewport'), pri = await canvasDigest('viewport-prior');
+    assert.ok(cur.nonBlack > 100, 'the current study is shown: ' + JSON.stringify(cur));
+    assert.ok(pri.nonBlack > 100, 'the prior is shown: ' + JSON.stringify(pri));
+    assert.match(await page.locator('#ov-info-prior').innerText(), /rendu serveur/);
+    // Linked scrolling: the current stack scrolls, the prior follows by the
+    // same number of images.
+    await page.click('#compare-link');
+    assert.equal(await page.locator('#compare-link').getAttribute('aria-pressed'), 'true');
+    const index = (id) => page.locator('#' + id).getAttribute('data-index').then(Number);
+    const c0 = await index('viewport'), p0 = await index('viewport-prior');
+    await page.locator('#viewport').hover();
+    await page.mouse.wheel(0, 120);
+    await page.waitForFunction(([c, p]) => document.getElementById('viewport')?.dataset?.index === String(c + 1) &&
+      document.getElementById('viewport-prior')?.dataset?.index === String(p + 1), [c0, p0], { timeout: 10000 });
+    assert.match(await page.locator('#image-number-prior').innerText(), new RegExp('\\(' + (p0 + 2) + '/\\d+\\)'));
+    results.compare = { current: [c0, c0 + 1], prior: [p0, p0 + 1] };
+    // Linked, a window preset goes to both; unlinked, to the focused one.
+    await page.click('#preset-lung');
+    await page.waitForFunction(() => document.getElementById('viewport')?.dataset?.wc === '-600' && document.getElementById('viewport-prior')?.dataset?.wc === '-600');
+    await page.click('#compare-link');
+    await page.click('#viewport-prior');
+    await page.click('#preset-bone');
+    await page.waitForFunction(() => document.getElementById('viewport-prior')?.dataset?.wc === '400');
+    assert.equal(await page.locator('#viewport').getAttribute('data-wc'), '-600', 'the current study keeps its window');
+    // Unlinked, the prior scrolls alone.
+    await page.keyboard.press('ArrowDown');
+    await page.waitForFunction((p) => document.getElementById('viewport-prior')?.dataset?.index === String(p + 2), p0);
+    assert.equal(await index('viewport'), c0 + 1, 'the current stack did not move');
+    await page.click('#viewport');
+  });
+
+  if (process.env.RELAIS_JPEG_STUDY) await step('compare-closed', async () => {
+    await page.click('#compare-close');
+    await page.waitForFunction(() => !document.getElementById('viewport-prior'));
+    assert.ok(!(await page.locator('#compare-bar').isVisible()));
+    const a = await page.locator('#viewport').boundingBox();
+    assert.ok(a.width > 700, 'the single viewport is back to its width: ' + a.width);
+    assert.ok((await canvasDigest()).nonBlack > 100);
   });
 
   await step('english', async () => {
