@@ -9,6 +9,7 @@ import (
 
 	"github.com/relais-health/relais/auth"
 	"github.com/relais-health/relais/config"
+	"github.com/relais-health/relais/internal/httpjson"
 )
 
 // PathPrefix is where Handler serves.
@@ -61,7 +62,7 @@ func (d *Directory) Handler(authorize func(http.ResponseWriter, *http.Request, a
 				writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+PathPrefix, "")
 				return
 			}
-			writeJSON(w, http.StatusOK, d.Snapshot())
+			httpjson.Write(w, http.StatusOK, d.Snapshot())
 			return
 		}
 		parts := strings.Split(rest, "/")
@@ -82,7 +83,7 @@ func (d *Directory) Handler(authorize func(http.ResponseWriter, *http.Request, a
 				writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on a list", "")
 				return
 			}
-			writeJSON(w, http.StatusOK, d.list(k))
+			httpjson.Write(w, http.StatusOK, d.list(k))
 			return
 		}
 		id := parts[1]
@@ -93,7 +94,7 @@ func (d *Directory) Handler(authorize func(http.ResponseWriter, *http.Request, a
 				writeError(w, http.StatusNotFound, string(k)+"."+id+" "+ErrNotFound.Error(), "")
 				return
 			}
-			writeJSON(w, http.StatusOK, e)
+			httpjson.Write(w, http.StatusOK, e)
 		case http.MethodPut:
 			d.servePut(w, r, k, id, p.User)
 		case http.MethodDelete:
@@ -104,7 +105,7 @@ func (d *Directory) Handler(authorize func(http.ResponseWriter, *http.Request, a
 			}
 			if action == ActionReverted {
 				e, _ := d.entry(k, id)
-				writeJSON(w, http.StatusOK, e)
+				httpjson.Write(w, http.StatusOK, e)
 				return
 			}
 			w.WriteHeader(http.StatusNoContent)
@@ -153,7 +154,7 @@ func (d *Directory) servePut(w http.ResponseWriter, r *http.Request, k Kind, id,
 	if action == ActionCreated {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, e)
+	httpjson.Write(w, status, e)
 }
 
 func quote(s string) string { b, _ := json.Marshal(s); return string(b) }
@@ -212,14 +213,5 @@ func writeError(w http.ResponseWriter, status int, msg, key string) {
 	if key != "" {
 		body["key"] = key
 	}
-	writeJSON(w, status, body)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	httpjson.Write(w, status, body)
 }

@@ -29,6 +29,24 @@ type Filter struct {
 	Reverse bool
 }
 
+// ParseWhen reads a bound of a journal query: a time (RFC 3339, with or
+// without its zone, or a date, in the local zone) or a duration back from
+// now ("90m"); "" is no bound (the zero time).
+func ParseWhen(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is neither a time (RFC 3339, 2006-01-02) nor a duration (90m)", s)
+}
+
 // timeSlack bounds how far out of order event times may be for segment
 // pruning by time (times are assigned by Append, so they are in order unless
 // a caller supplied its own).

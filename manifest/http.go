@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/relais-health/relais/auth"
+	"github.com/relais-health/relais/internal/httpjson"
 )
 
 // PathPrefix is where Handler serves: POST {PathPrefix}{study}/manifest
@@ -127,7 +128,7 @@ func (s *Service) answer(w http.ResponseWriter, r *http.Request, res *Result, er
 		w.Write(res.File)
 		return
 	}
-	writeJSON(w, status, res)
+	httpjson.Write(w, status, res)
 }
 
 // wantsDICOM: the Accept header names application/dicom before JSON.
@@ -147,15 +148,6 @@ func wantsDICOM(r *http.Request) bool {
 	return false
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
-}
-
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
+	httpjson.Write(w, status, map[string]string{"error": msg})
 }

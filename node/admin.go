@@ -2,7 +2,6 @@ package node
 
 import (
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/relais-health/relais/auth"
+	"github.com/relais-health/relais/internal/httpjson"
 	"github.com/relais-health/relais/journal"
 )
 
@@ -31,31 +31,6 @@ func (n *Node) now() time.Time {
 	return time.Now()
 }
 
-func writeAPIJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
-}
-
-// parseAPITime reads a time parameter: RFC 3339, a date, or a duration
-// back from now ("2h").
-func parseAPITime(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("%q is neither a time (RFC 3339, 2006-01-02) nor a duration (90m)", s)
-}
-
 // maxJournalRows bounds one answer (an export of more is paged with until).
 const maxJournalRows = 50000
 
@@ -64,7 +39,7 @@ const maxJournalRows = 50000
 // Accept: text/csv, an export: journaled itself).
 func (n *Node) serveJournal(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
-		writeAPIJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "GET only"})
+		httpjson.Write(w, http.StatusMethodNotAllowed, map[string]string{"error": "GET only"})
 		return
 	}
 	p, ok := n.Authorize(w, r, auth.Admin)
@@ -74,11 +49,11 @@ func (n *Node) serveJournal(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := journal.Filter{AE: q.Get("ae"), User: q.Get("user"), StudyUID: q.Get("study"), SOPInstanceUID: q.Get("sop"), Reverse: q.Get("order") != "asc"}
 	var err error
-	if f.Since, err = parseAPITime(q.Get("since"), time.Now()); err == nil {
-		f.Until, err = parseAPITime(q.Get("until"), time.Now())
+	if f.Since, err = journal.ParseWhen(q.Get("since"), time.Now()); err == nil {
+		f.Until, err = journal.ParseWhen(q.Get("until"), time.Now())
 	}
 	if err != nil {
-		writeAPIJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		httpjson.Write(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
 	for _, k := range q["kind"] {
@@ -91,7 +66,7 @@ func (n *Node) serveJournal(w http.ResponseWriter, r *http.Request) {
 	f.Limit = 500
 	if v := q.Get("limit"); v != "" {
 		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 1 || f.Limit > maxJournalRows {
-			writeAPIJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("limit is 1..%d", maxJournalRows)})
+			httpjson.Write(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("limit is 1..%d", maxJournalRows)})
 			return
 		}
 	}
@@ -107,12 +82,12 @@ func (n *Node) serveJournal(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		n.Logger.Error("journal API failed", "err", err)
-		writeAPIJSON(w, http.StatusInternalServerError, map[string]string{"error": "the journal could not be read"})
+		httpjson.Write(w, http.StatusInternalServerError, map[string]string{"error": "the journal could not be read"})
 		return
 	}
 	csvOut := q.Get("format") == "csv" || strings.Contains(r.Header.Get("Accept"), "text/csv")
 	if !csvOut {
-		writeAPIJSON(w, http.StatusOK, map[string]any{"events": events, "limit": f.Limit, "truncated": len(events) >= f.Limit})
+		httpjson.Write(w, http.StatusOK, map[string]any{"events": events, "limit": f.Limit, "truncated": len(events) >= f.Limit})
 		return
 	}
 	n.Journal.AppendAsync(&journal.Event{Kind: "journal.exported", User: p.User, Addr: r.RemoteAddr,
@@ -149,7 +124,7 @@ type shiftView struct {
 // on call now and the shifts of the coming days (days=7, at most 31).
 func (n *Node) serveCalendars(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
-		writeAPIJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "GET only"})
+		httpjson.Write(w, http.StatusMethodNotAllowed, map[string]string{"error": "GET only"})
 		return
 	}
 	if _, ok := n.authorizeReaders(w, r, auth.ReadReports); !ok {
@@ -199,7 +174,7 @@ func (n *Node) serveCalendars(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, cv)
 	}
-	writeAPIJSON(w, http.StatusOK, map[string]any{"now": now, "calendars": out})
+	httpjson.Write(w, http.StatusOK, map[string]any{"now": now, "calendars": out})
 }
 
 // redactURL hides credentials in a calendar URL.

@@ -68,7 +68,7 @@ func (n *Node) studyScope(p auth.Principal) func(study string) bool {
 	if p.Role != auth.RoleRequester {
 		return nil
 	}
-	site, _, ok := n.reportDirectory().SiteFor("", p.User)
+	site, _, ok := n.directory.SiteFor("", p.User)
 	if !ok {
 		return func(string) bool { return false }
 	}
@@ -104,7 +104,7 @@ func (n *Node) StudySite(study string) string {
 	})
 	site := ""
 	if first != nil {
-		site, _, _ = n.reportDirectory().SiteFor(first.Source.CallingAE, first.Source.User)
+		site, _, _ = n.directory.SiteFor(first.Source.CallingAE, first.Source.User)
 	}
 	n.studySites.Store(study, studySite{site, time.Now()})
 	return site

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"github.com/relais-health/relais/cda"
 	"path/filepath"
 	"time"
 
@@ -19,18 +20,18 @@ func (n *Node) openReports() error {
 		return err
 	}
 	d := report.Deps{
-		Store: st, Index: n.Index, Directory: n.reportDirectory(),
+		Store: st, Index: n.Index, Directory: n.directory,
 		Settings: func() config.Reports { return n.Config.Reports },
 		WADOBase: n.publicDICOMwebBase(),
 		StoreInstance: func(ctx context.Context, file []byte, user string) error {
 			_, err := n.StoreGenerated(ctx, file, user)
 			return err
 		},
-		Render: renderReportPDF, Level1: level1Report,
+		Render: cda.PDF, Level1: cda.Level1,
 		Journal: n.Journal, Logger: n.Logger,
 		OnChange: n.reportChanged,
 		SiteOfUser: func(user string) (string, bool) {
-			id, _, ok := n.reportDirectory().SiteFor("", user)
+			id, _, ok := n.directory.SiteFor("", user)
 			return id, ok
 		},
 	}
@@ -69,26 +70,4 @@ func (n *Node) deliverGenerated(ctx context.Context, study, series, sop string, 
 		n.routing.Dispatcher.Notify(d)
 	}
 	return nil
-}
-
-// configDirectory answers directory questions from the configuration
-// alone.
-type configDirectory struct{ cfg *config.Config }
-
-func (c configDirectory) Organisation(id string) (config.Organisation, bool) {
-	o, ok := c.cfg.Organisations[id]
-	return o, ok
-}
-
-func (c configDirectory) ProfessionalByUser(user string) (string, config.Professional, bool) {
-	return c.cfg.ProfessionalFor(user)
-}
-
-func (c configDirectory) SiteFor(ae, user string) (string, config.Site, bool) {
-	return c.cfg.SiteFor(ae, user)
-}
-
-func (c configDirectory) Site(id string) (config.Site, bool) {
-	s, ok := c.cfg.Sites[id]
-	return s, ok
 }

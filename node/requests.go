@@ -17,12 +17,7 @@ func (n *Node) openRequests() error {
 	if err != nil {
 		return err
 	}
-	d := telerequest.Deps{Store: st, Index: n.Index, Journal: n.Journal, Logger: n.Logger, Buffer: n.Config.Requests.Buffer}
-	if n.directory != nil {
-		d.Directory = n.directory
-	} else {
-		d.Directory = configDirectory{n.Config}
-	}
+	d := telerequest.Deps{Store: st, Index: n.Index, Directory: n.directory, Journal: n.Journal, Logger: n.Logger, Buffer: n.Config.Requests.Buffer}
 	svc := telerequest.New(d)
 	n.requests = svc
 	n.mountAPI(telerequest.PathPrefix, svc.Handler(n.Authorize))

@@ -22,7 +22,7 @@ func (n *Node) openUPS() error {
 	if wl == nil {
 		return nil
 	}
-	b := &upsBackend{n: n, wl: wl}
+	b := &upsBackend{n: n, wl: wl, wadoBase: n.publicDICOMwebBase()}
 	s, err := ups.New(b, ups.Options{Dir: filepath.Join(n.Config.DataDir, "ups"), Logger: n.Logger, Journal: n.Journal})
 	if err != nil {
 		return err
@@ -43,6 +43,9 @@ func (n *Node) openUPS() error {
 type upsBackend struct {
 	n  *Node
 	wl *worklist.Worklist
+	// wadoBase prefixes the studies' Retrieve URLs (computed once: it
+	// warns when http.public_url is not set).
+	wadoBase string
 
 	ids sync.Map // workitem UID → item id
 }
@@ -91,13 +94,12 @@ func (b *upsBackend) workitem(it *worklist.Item) ups.Workitem {
 	if label == "" {
 		label = b.n.Config.AETitle
 	}
-	base := b.n.publicDICOMwebBase()
 	w := ups.Workitem{UID: uid, State: st, Priority: prio, Label: or(it.Description, "Lecture"), WorklistLabel: label,
 		PatientName: it.PatientName, PatientID: it.PatientID, StudyUID: it.StudyUID, AccessionNumber: it.Accession,
 		RetrieveAE: b.n.Config.AETitle, Performer: it.Reader, ScheduledStart: it.ReadyAt, ExpectedEnd: it.ReportDue,
 		Modalities: it.Modalities, Description: it.Description}
-	if base != "" {
-		w.RetrieveURL = base + "/studies/" + url.PathEscape(it.StudyUID)
+	if b.wadoBase != "" {
+		w.RetrieveURL = b.wadoBase + "/studies/" + url.PathEscape(it.StudyUID)
 	}
 	return w
 }

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
 	"strings"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/relais-health/relais/report"
 	"github.com/relais-health/relais/routing/calendar"
 	"github.com/relais-health/relais/routing/queue"
-	"github.com/relais-health/relais/storage"
 	"github.com/relais-health/relais/worklist"
 )
 
@@ -119,7 +117,7 @@ func (n *Node) reportChanged(kind string, r *report.Report) {
 }
 
 // worklistStudy is what the worklist shows of a study: its attributes,
-// and its site (from the first instance's sender).
+// and its site (StudySite).
 func (n *Node) worklistStudy(ctx context.Context, uid string) (worklist.StudyInfo, error) {
 	st, err := n.Index.GetStudy(ctx, uid)
 	if err != nil {
@@ -127,19 +125,6 @@ func (n *Node) worklistStudy(ctx context.Context, uid string) (worklist.StudyInf
 	}
 	info := worklist.StudyInfo{Accession: st.Attrs["00080050"], PatientID: st.PatientID, PatientName: st.Attrs["00100010"],
 		Description: st.Attrs["00081030"], Modalities: st.Modalities, Instances: st.Instances, LastReceived: st.LastReceived}
-	errStop := errors.New("stop")
-	var src storage.Source
-	n.Index.StudyInstances(ctx, uid, func(in *storage.Instance) error {
-		if in.Source.Channel == storage.ChannelGenerated {
-			return nil
-		}
-		src = in.Source
-		return errStop
-	})
-	if dir := n.Directory(); dir != nil && (src.CallingAE != "" || src.User != "") {
-		if id, _, ok := dir.SiteFor(src.CallingAE, src.User); ok {
-			info.Site = id
-		}
-	}
+	info.Site = n.StudySite(uid)
 	return info, nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/relais-health/relais/auth"
+	"github.com/relais-health/relais/internal/httpjson"
 	"github.com/relais-health/relais/journal"
 )
 
@@ -37,7 +38,7 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 				out = append(out, viewOf(rep))
 			}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"reports": out})
+		httpjson.Write(w, http.StatusOK, map[string]any{"reports": out})
 	})
 	mux.HandleFunc("POST /api/reports", func(w http.ResponseWriter, r *http.Request) {
 		p, ok := authorize(w, r, auth.WriteReports)
@@ -57,7 +58,7 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 			return
 		}
 		w.Header().Set("Location", "/api/reports/"+rep.ID)
-		writeJSON(w, http.StatusCreated, viewOf(rep))
+		httpjson.Write(w, http.StatusCreated, viewOf(rep))
 	})
 	mux.HandleFunc("GET /api/reports/{id}", func(w http.ResponseWriter, r *http.Request) {
 		p, ok := authorize(w, r, auth.ReadReports)
@@ -72,7 +73,7 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 			s.writeError(w, r, p.User, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, viewOf(rep))
+		httpjson.Write(w, http.StatusOK, viewOf(rep))
 	})
 	edit := func(op string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -106,7 +107,7 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 				s.writeError(w, r, p.User, err)
 				return
 			}
-			writeJSON(w, http.StatusOK, viewOf(rep))
+			httpjson.Write(w, http.StatusOK, viewOf(rep))
 		}
 	}
 	mux.HandleFunc("PATCH /api/reports/{id}", edit("edit"))
@@ -130,7 +131,7 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 		name, ctype, err := documentFor(q.Get("format"), r.Header.Get("Accept"))
 		if err != nil {
 			w.Header().Set("Warning", `299 relais: "`+err.Error()+`"`)
-			writeJSON(w, http.StatusNotAcceptable, map[string]string{"error": err.Error()})
+			httpjson.Write(w, http.StatusNotAcceptable, map[string]string{"error": err.Error()})
 			return
 		}
 		id := r.PathValue("id")
@@ -234,25 +235,17 @@ func viewOf(r *Report) view {
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			writeJSON(w, http.StatusUnsupportedMediaType, map[string]string{"error": "send application/json"})
+			httpjson.Write(w, http.StatusUnsupportedMediaType, map[string]string{"error": "send application/json"})
 			return false
 		}
 	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid JSON body: " + err.Error()})
+		httpjson.Write(w, http.StatusBadRequest, map[string]string{"error": "invalid JSON body: " + err.Error()})
 		return false
 	}
 	return true
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
 }
 
 func (s *Service) writeError(w http.ResponseWriter, r *http.Request, user string, err error) {
@@ -275,5 +268,5 @@ func (s *Service) writeError(w http.ResponseWriter, r *http.Request, user string
 	} else {
 		s.d.Logger.Info("report API refused", "path", r.URL.Path, "user", user, "status", status, "err", err)
 	}
-	writeJSON(w, status, map[string]string{"error": err.Error()})
+	httpjson.Write(w, status, map[string]string{"error": err.Error()})
 }

@@ -295,7 +295,7 @@ func (s *Service) signVersion(ctx context.Context, user string, r *Report, c Con
 	} else if format != config.ReportLevel3 {
 		return nil, fmt.Errorf("%w: site %s takes level 1 documents and this node cannot render PDF", ErrIncomplete, r.Site)
 	}
-	inst := s.instanceOptions(v, site)
+	inst := instanceOptions(v)
 	if format != config.ReportLevel1 {
 		_, file, sop, err := cda.EncapsulatedCDA(doc, xml3, inst(config.ReportLevel3, v.DocumentID))
 		if err != nil {
@@ -338,7 +338,7 @@ func (s *Service) signVersion(ctx context.Context, user string, r *Report, c Con
 // instanceOptions returns the Encapsulated CDA options of a version's
 // documents: deterministic UIDs (a retry after a crash makes the same
 // instance), one series per report.
-func (s *Service) instanceOptions(v Version, site config.Site) func(format, docID string) cda.EncapsulateOptions {
+func instanceOptions(v Version) func(format, docID string) cda.EncapsulateOptions {
 	return func(format, docID string) cda.EncapsulateOptions {
 		n := v.Number
 		if format == config.ReportLevel1 {
@@ -436,20 +436,15 @@ func (s *Service) publishFailed(id string, number int, err error) error {
 // interval, until ctx ends.
 func (s *Service) Run(ctx context.Context, interval time.Duration) {
 	for {
-		for _, r := range s.d.Store.List("") {
-			for _, v := range r.Versions {
-				if v.Published {
-					continue
+		for _, u := range s.d.Store.unpublished() {
+			unlock := s.lock(u.id)
+			cur, err := s.d.Store.Get(u.id)
+			if err == nil {
+				if err := s.publish(ctx, cur, u.version); err != nil {
+					s.d.Logger.Warn("report not published yet (retrying)", "report", u.id, "version", u.version, "err", err)
 				}
-				unlock := s.lock(r.ID)
-				cur, err := s.d.Store.Get(r.ID)
-				if err == nil {
-					if err := s.publish(ctx, cur, v.Number); err != nil {
-						s.d.Logger.Warn("report not published yet (retrying)", "report", r.ID, "version", v.Number, "err", err)
-					}
-				}
-				unlock()
 			}
+			unlock()
 		}
 		select {
 		case <-ctx.Done():

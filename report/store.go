@@ -123,6 +123,31 @@ func (s *Store) List(study string) []*Report {
 	return out
 }
 
+// unpublished is a signed version whose publication is not done.
+type unpublished struct {
+	id      string
+	version int
+}
+
+// unpublished lists the signed versions not published yet (without
+// copying every record: the publisher asks every 30 s).
+func (s *Store) unpublished() []unpublished {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []unpublished
+	for id, r := range s.records {
+		for _, v := range r.Versions {
+			if !v.Published {
+				out = append(out, unpublished{id, v.Number})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].id < out[j].id || out[i].id == out[j].id && out[i].version < out[j].version
+	})
+	return out
+}
+
 // Put writes r: first the documents of its versions that carry bytes,
 // then the record. prevRevision is the revision the change was made on
 // (-1 for a new report): a record changed meanwhile is ErrConflict.

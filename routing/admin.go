@@ -1,7 +1,6 @@
 package routing
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/relais-health/relais/config"
+	"github.com/relais-health/relais/internal/httpjson"
 	"github.com/relais-health/relais/storage"
 )
 
@@ -71,12 +71,12 @@ func (e *Engine) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /api/routes", func(w http.ResponseWriter, r *http.Request) {
 		rs := e.rules.Load()
 		pend, _ := e.PendingStudies(r.Context())
-		writeJSON(w, http.StatusOK, map[string]any{"routes": rs.Describe(), "pending": pend, "warnings": rs.Warnings})
+		httpjson.Write(w, http.StatusOK, map[string]any{"routes": rs.Describe(), "pending": pend, "warnings": rs.Warnings})
 	})
 	mux.HandleFunc("POST /api/routes/reload", func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxReloadSize))
 		if err != nil {
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": err.Error()})
+			httpjson.Write(w, http.StatusRequestEntityTooLarge, map[string]string{"error": err.Error()})
 			return
 		}
 		cur := e.cfg.Load()
@@ -84,7 +84,7 @@ func (e *Engine) AdminHandler() http.Handler {
 		if strings.TrimSpace(string(body)) != "" {
 			parsed, err := config.Parse(body)
 			if err != nil {
-				writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+				httpjson.Write(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
 				return
 			}
 			c := *cur
@@ -93,24 +93,24 @@ func (e *Engine) AdminHandler() http.Handler {
 			next = &c
 		}
 		if err := e.Reload(next); err != nil {
-			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+			httpjson.Write(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"status": "reloaded", "routes": e.rules.Load().Describe()})
+		httpjson.Write(w, http.StatusOK, map[string]any{"status": "reloaded", "routes": e.rules.Load().Describe()})
 	})
 	mux.HandleFunc("POST /api/routes/test", func(w http.ResponseWriter, r *http.Request) {
 		var at time.Time
 		if s := r.URL.Query().Get("at"); s != "" {
 			t, err := ParseTime(s, e.rules.Load().Location())
 			if err != nil {
-				writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+				httpjson.Write(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 				return
 			}
 			at = t
 		}
 		x, err := NewExtractor()
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			httpjson.Write(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			return
 		}
 		defer x.Close()
@@ -124,14 +124,14 @@ func (e *Engine) AdminHandler() http.Handler {
 		}
 		inst, err := x.Instance(r.Context(), http.MaxBytesReader(w, r.Body, MaxTestFileSize), src, at)
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			httpjson.Write(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
 		if at.IsZero() {
 			at = time.Now()
 			inst.ReceivedAt = at
 		}
-		writeJSON(w, http.StatusOK, TestReport{SOPInstanceUID: inst.SOPInstanceUID, StudyInstanceUID: inst.StudyInstanceUID,
+		httpjson.Write(w, http.StatusOK, TestReport{SOPInstanceUID: inst.SOPInstanceUID, StudyInstanceUID: inst.StudyInstanceUID,
 			At: at, Decisions: e.Test(inst)})
 	})
 	return mux
@@ -157,12 +157,4 @@ func ParseTime(s string, loc *time.Location) (time.Time, error) {
 		}
 	}
 	return time.Time{}, errors.New(`time ` + s + ` is not RFC 3339 or "YYYY-MM-DD HH:MM"`)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
 }

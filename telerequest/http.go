@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/relais-health/relais/auth"
+	"github.com/relais-health/relais/internal/httpjson"
 )
 
 // PathPrefix is where the API is mounted.
@@ -53,7 +54,7 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 		if list == nil {
 			list = []*Request{}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"requests": list})
+		httpjson.Write(w, http.StatusOK, map[string]any{"requests": list})
 	})
 	mux.HandleFunc("POST "+PathPrefix, func(w http.ResponseWriter, r *http.Request) {
 		a, ok := actor(w, r, auth.StoreImages)
@@ -70,7 +71,7 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 			return
 		}
 		w.Header().Set("Location", PathPrefix+"/"+rq.ID)
-		writeJSON(w, http.StatusCreated, rq)
+		httpjson.Write(w, http.StatusCreated, rq)
 	})
 	mux.HandleFunc("GET "+PathPrefix+"/{id}", func(w http.ResponseWriter, r *http.Request) {
 		a, ok := actor(w, r, auth.ReadReports)
@@ -83,7 +84,7 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 			return
 		}
 		s.viewed(a, rq, r.RemoteAddr)
-		writeJSON(w, http.StatusOK, rq)
+		httpjson.Write(w, http.StatusOK, rq)
 	})
 	mux.HandleFunc("PATCH "+PathPrefix+"/{id}", func(w http.ResponseWriter, r *http.Request) {
 		a, ok := actor(w, r, auth.StoreImages)
@@ -102,7 +103,7 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 			s.writeError(w, r, a.User, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, rq)
+		httpjson.Write(w, http.StatusOK, rq)
 	})
 	mux.HandleFunc("POST "+PathPrefix+"/{id}/consent", func(w http.ResponseWriter, r *http.Request) {
 		a, ok := actor(w, r, auth.StoreImages)
@@ -118,7 +119,7 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 			s.writeError(w, r, a.User, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, rq)
+		httpjson.Write(w, http.StatusOK, rq)
 	})
 	mux.HandleFunc("POST "+PathPrefix+"/{id}/link", func(w http.ResponseWriter, r *http.Request) {
 		a, ok := actor(w, r, auth.StoreImages)
@@ -134,7 +135,7 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 			s.writeError(w, r, a.User, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, rq)
+		httpjson.Write(w, http.StatusOK, rq)
 	})
 	reasoned := func(op func(Actor, *http.Request, string) (*Request, error)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -153,7 +154,7 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 				s.writeError(w, r, a.User, err)
 				return
 			}
-			writeJSON(w, http.StatusOK, rq)
+			httpjson.Write(w, http.StatusOK, rq)
 		}
 	}
 	mux.HandleFunc("POST "+PathPrefix+"/{id}/unlink", reasoned(func(a Actor, r *http.Request, reason string) (*Request, error) {
@@ -167,10 +168,10 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 			return
 		}
 		w.Header().Set("Allow", "GET, PATCH")
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "a request is never deleted: cancel it with a reason (POST " + PathPrefix + "/{id}/cancel)"})
+		httpjson.Write(w, http.StatusMethodNotAllowed, map[string]string{"error": "a request is never deleted: cancel it with a reason (POST " + PathPrefix + "/{id}/cancel)"})
 	})
 	mux.HandleFunc(PathPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such request route: " + r.Method + " " + r.URL.Path})
+		httpjson.Write(w, http.StatusNotFound, map[string]string{"error": "no such request route: " + r.Method + " " + r.URL.Path})
 	})
 	return mux
 }
@@ -178,30 +179,21 @@ func (s *Service) Handler(authorize Authorizer) http.Handler {
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			writeJSON(w, http.StatusUnsupportedMediaType, map[string]string{"error": "send application/json"})
+			httpjson.Write(w, http.StatusUnsupportedMediaType, map[string]string{"error": "send application/json"})
 			return false
 		}
 	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid JSON body: " + err.Error()})
+		httpjson.Write(w, http.StatusBadRequest, map[string]string{"error": "invalid JSON body: " + err.Error()})
 		return false
 	}
 	if dec.More() {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid JSON body: one object expected"})
+		httpjson.Write(w, http.StatusBadRequest, map[string]string{"error": "invalid JSON body: one object expected"})
 		return false
 	}
 	return true
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "private, no-store")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
 }
 
 func (s *Service) writeError(w http.ResponseWriter, r *http.Request, user string, err error) {
@@ -222,5 +214,5 @@ func (s *Service) writeError(w http.ResponseWriter, r *http.Request, user string
 	} else {
 		s.d.Logger.Info("request API refused", "path", r.URL.Path, "user", user, "status", status, "err", err)
 	}
-	writeJSON(w, status, map[string]string{"error": err.Error()})
+	httpjson.Write(w, status, map[string]string{"error": err.Error()})
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/relais-health/relais/auth"
+	"github.com/relais-health/relais/config"
 	"github.com/relais-health/relais/internal/atomicfile"
 	"github.com/relais-health/relais/internal/websocket"
 	"github.com/relais-health/relais/journal"
@@ -493,21 +494,9 @@ func or(v, def string) string {
 	return v
 }
 
-func validAE(ae string) bool {
-	if ae == "" || len(ae) > 16 {
-		return false
-	}
-	for _, c := range ae {
-		if c < 0x20 || c > 0x7e || c == '\\' {
-			return false
-		}
-	}
-	return true
-}
-
 func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, p auth.Principal) {
 	uid, ae := r.PathValue("uid"), r.PathValue("ae")
-	if !validAE(ae) {
+	if config.ValidAETitle(ae) != nil {
 		fail(w, http.StatusBadRequest, "the subscriber is not an AE title")
 		return
 	}
@@ -614,7 +603,7 @@ func (s *Server) suspend(w http.ResponseWriter, r *http.Request, p auth.Principa
 // channel opens a subscriber's event channel (WebSocket).
 func (s *Server) channel(w http.ResponseWriter, r *http.Request, p auth.Principal) {
 	ae := r.PathValue("ae")
-	if !validAE(ae) {
+	if config.ValidAETitle(ae) != nil {
 		fail(w, http.StatusBadRequest, "the subscriber is not an AE title")
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/relais-health/relais/auth"
+	"github.com/relais-health/relais/internal/httpjson"
 )
 
 // PathPrefix is where the API is mounted.
@@ -64,7 +65,7 @@ func (w *Worklist) Handler(authorize Authorizer) http.Handler {
 			items = []*Item{}
 		}
 		w.current(r, items...)
-		writeJSON(rw, http.StatusOK, ListResponse{Items: items, Counts: counts})
+		httpjson.Write(rw, http.StatusOK, ListResponse{Items: items, Counts: counts})
 	})
 	mux.HandleFunc("GET "+PathPrefix+"/events", func(rw http.ResponseWriter, r *http.Request) {
 		if _, ok := authorize(rw, r, auth.ReadReports); !ok {
@@ -82,7 +83,7 @@ func (w *Worklist) Handler(authorize Authorizer) http.Handler {
 			return
 		}
 		w.current(r, it)
-		writeJSON(rw, http.StatusOK, it)
+		httpjson.Write(rw, http.StatusOK, it)
 	})
 	mux.HandleFunc("POST "+PathPrefix+"/{id}/{action}", func(rw http.ResponseWriter, r *http.Request) {
 		id, action := r.PathValue("id"), r.PathValue("action")
@@ -138,7 +139,7 @@ func (w *Worklist) Handler(authorize Authorizer) http.Handler {
 			writeErr(rw, err)
 			return
 		}
-		writeJSON(rw, http.StatusOK, it)
+		httpjson.Write(rw, http.StatusOK, it)
 	})
 	return mux
 }
@@ -273,14 +274,5 @@ func writeErr(rw http.ResponseWriter, err error) {
 }
 
 func writeError(rw http.ResponseWriter, status int, msg string) {
-	writeJSON(rw, status, map[string]string{"error": msg})
-}
-
-func writeJSON(rw http.ResponseWriter, status int, v any) {
-	rw.Header().Set("Content-Type", "application/json")
-	rw.Header().Set("Cache-Control", "no-store")
-	rw.WriteHeader(status)
-	enc := json.NewEncoder(rw)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	httpjson.Write(rw, status, map[string]string{"error": msg})
 }

@@ -32,10 +32,10 @@ back from now (90m, 24h).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := journal.Filter{Kinds: kinds, AE: ae, User: user, StudyUID: study, SOPInstanceUID: sop, Limit: limit, Reverse: reverse}
 			var err error
-			if f.Since, err = parseWhen(since); err != nil {
+			if f.Since, err = journal.ParseWhen(since, time.Now()); err != nil {
 				return fmt.Errorf("--since: %w", err)
 			}
-			if f.Until, err = parseWhen(until); err != nil {
+			if f.Until, err = journal.ParseWhen(until, time.Now()); err != nil {
 				return fmt.Errorf("--until: %w", err)
 			}
 			dir := filepath.Join(dataDir, "journal")
@@ -85,21 +85,6 @@ back from now (90m, 24h).`,
 	fl.BoolVar(&reverse, "reverse", false, "newest first")
 	fl.BoolVar(&asJSON, "json", false, "one JSON object per line")
 	return cmd
-}
-
-func parseWhen(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		return time.Now().Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("%q is neither a time (RFC 3339, 2006-01-02) nor a duration (90m)", s)
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+
+	"github.com/relais-health/relais/internal/httpjson"
 )
 
 // RetryTask makes a dead or pending task due now (attempts on its current
@@ -120,7 +122,7 @@ func (d *Dispatcher) AdminHandler() http.Handler {
 		if tasks == nil {
 			tasks = []*Task{}
 		}
-		writeJSON(w, http.StatusOK, tasks)
+		httpjson.Write(w, http.StatusOK, tasks)
 	})
 	mux.HandleFunc("GET /api/queue/tasks/{id}", func(w http.ResponseWriter, r *http.Request) {
 		t, err := d.Store.Get(r.PathValue("id"))
@@ -181,7 +183,7 @@ func (d *Dispatcher) AdminHandler() http.Handler {
 		if h == nil {
 			h = []Health{}
 		}
-		writeJSON(w, http.StatusOK, h)
+		httpjson.Write(w, http.StatusOK, h)
 	})
 	return mux
 }
@@ -198,7 +200,7 @@ func validState(s State) bool {
 func answer(w http.ResponseWriter, t *Task, err error) {
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, t)
+		httpjson.Write(w, http.StatusOK, t)
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, err)
 	case errors.Is(err, ErrState):
@@ -210,14 +212,6 @@ func answer(w http.ResponseWriter, t *Task, err error) {
 	}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
-}
-
 func writeError(w http.ResponseWriter, status int, err error) {
-	writeJSON(w, status, map[string]string{"error": err.Error()})
+	httpjson.Write(w, status, map[string]string{"error": err.Error()})
 }
