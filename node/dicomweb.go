@@ -81,6 +81,9 @@ var errStudySiteFound = errors.New("found")
 // directory can change through its API).
 const studySiteTTL = time.Minute
 
+// maxStudySites bounds the StudySite cache.
+const maxStudySites = 100_000
+
 type studySite struct {
 	site string
 	at   time.Time
@@ -106,6 +109,11 @@ func (n *Node) StudySite(study string) string {
 	if first != nil {
 		site, _, _ = n.directory.SiteFor(first.Source.CallingAE, first.Source.User)
 	}
-	n.studySites.Store(study, studySite{site, time.Now()})
+	if _, loaded := n.studySites.Swap(study, studySite{site, time.Now()}); !loaded && n.studySiteCount.Add(1) > maxStudySites {
+		// Bounded: a requester's searches over a large archive must not
+		// grow the cache for ever; dropping it only costs index reads.
+		n.studySites.Clear()
+		n.studySiteCount.Store(0)
+	}
 	return site
 }

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/relais-health/relais/auth"
@@ -71,15 +72,16 @@ type Node struct {
 	// webSessions are the web app's sessions (nil without the web app).
 	webSessions *auth.Sessions
 	// studySites caches StudySite (study UID → studySite).
-	studySites sync.Map
-	routing    *nodeRouting
-	dimse      *dimse.Server
-	http       *http.Server
-	dicomLn    net.Listener
-	httpLn     net.Listener
-	closers    []func() error
-	serveErr   chan error
-	once       sync.Once
+	studySites     sync.Map
+	studySiteCount atomic.Int64
+	routing        *nodeRouting
+	dimse          *dimse.Server
+	http           *http.Server
+	dicomLn        net.Listener
+	httpLn         net.Listener
+	closers        []func() error
+	serveErr       chan error
+	once           sync.Once
 }
 
 // Open opens storage and recovers it; it does not listen yet.
